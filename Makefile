@@ -1,0 +1,54 @@
+# fame-workbook: `make figures` (the main job) and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip
+SMOKE_DIR ?= build/smoke
+PIP_QUIET ?= -q
+
+.PHONY: setup figures paper test unit notebooks nbval benchmarks lab clean
+
+setup: $(STAMP)
+
+# Everything the project needs: PyPI dependencies (pyproject.toml, extras for tests and JupyterLab),
+# then the weight-only packages that must go in without dependency resolution.
+$(STAMP): pyproject.toml requirements-nodeps.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(PIP_QUIET) --upgrade "pip>=24"
+	$(PIP) install $(PIP_QUIET) -e ".[test,lab]"
+	$(PIP) install $(PIP_QUIET) --no-deps -r requirements-nodeps.txt
+	touch $@
+
+figures: setup
+	$(BIN)/python -m fame_utils.run --profile default --output figures
+
+paper: setup
+	$(BIN)/python -m fame_utils.run --profile paper --output figures
+
+test: setup unit notebooks nbval
+
+unit: setup
+	$(BIN)/python -m pytest -m "not notebooks" tests
+
+# Every notebook in the smoke profile via papermill, then the assertions on what they recorded.
+notebooks: setup
+	rm -rf $(SMOKE_DIR)
+	$(BIN)/python -m fame_utils.run --profile smoke --output $(SMOKE_DIR)
+	FAME_SMOKE_DIR=$(SMOKE_DIR) $(BIN)/python -m pytest -m notebooks tests
+
+# nbval re-executes the smoke copies and compares the outputs marked NBVAL_CHECK_OUTPUT.
+nbval: setup
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg $(SMOKE_DIR)/executed/*.ipynb
+
+benchmarks: setup
+	for script in benchmarks/*.py; do $(BIN)/python $$script; done
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf build $(VENV)
