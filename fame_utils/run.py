@@ -56,7 +56,13 @@ def _prepare_environment() -> None:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def run_notebooks(profile: str, output_dir: Path, selection: list[str] | None = None, seed: int | None = None) -> dict[str, str]:
+def run_notebooks(
+    profile: str,
+    output_dir: Path,
+    selection: list[str] | None = None,
+    seed: int | None = None,
+    notebook_dir: Path = NOTEBOOK_DIR,
+) -> dict[str, str]:
     """Execute the selected notebooks; return ``{notebook: "ok" | "failed: <error>"}``."""
     import papermill
 
@@ -66,7 +72,7 @@ def run_notebooks(profile: str, output_dir: Path, selection: list[str] | None = 
     (output_dir / EXECUTED).mkdir(parents=True, exist_ok=True)
     _prepare_environment()
     statuses: dict[str, str] = {}
-    for path in notebook_paths(selection):
+    for path in notebook_paths(selection, notebook_dir):
         parameters: dict[str, object] = {"profile": profile, "output_dir": str(output_dir)}
         if seed is not None:
             parameters["seed"] = seed

@@ -1,0 +1,143 @@
+"""Device choice, seeding, layer hooks and the run session."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.layers import LayerNotReachedError, capture_layer, forward_to_layer, layer_name, resolve_layer
+from fame_utils.runtime import resolve_device, seed_everything
+from fame_utils.session import Session, choose
+
+
+class _Counting(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x
+
+
+def _tiny() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(2, 2, 1), _Counting()))
+
+
+def test_auto_device_is_cpu_without_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_auto_device_prefers_cuda_then_mps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+
+
+def test_explicit_unavailable_cuda_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+def test_same_seed_same_draws() -> None:
+    first = seed_everything(7)
+    a = (torch.rand(3), torch.rand(3, generator=first))
+    second = seed_everything(7)
+    b = (torch.rand(3), torch.rand(3, generator=second))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_resolve_layer_by_dotted_and_indexed_names() -> None:
+    model = _tiny()
+    assert resolve_layer(model, "2.0") is model[2][0]
+    assert resolve_layer(model, "[2][-1]") is model[2][1]
+    assert layer_name(model, model[2][1]) == "2.1"
+
+
+def test_unknown_layer_lists_close_matches() -> None:
+    model = nn.Sequential()
+    model.add_module("layer4", nn.Sequential(nn.Conv2d(1, 1, 1)))
+    with pytest.raises(ValueError, match=r"unknown layer 'layer5\.0'.*layer4\.0"):
+        resolve_layer(model, "layer5.0")
+
+
+def test_foreign_module_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not a sub-module"):
+        resolve_layer(_tiny(), nn.Conv2d(1, 1, 1))
+
+
+def test_forward_to_layer_stops_there_and_removes_its_hook() -> None:
+    model = _tiny()
+    out = forward_to_layer(model, "1", torch.ones(1, 1, 5, 5))
+    assert out.shape == (1, 2, 3, 3)
+    assert model[2][1].calls == 0
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_forward_to_unreached_layer_raises_and_cleans_up() -> None:
+    model = _tiny()
+    unused = nn.Conv2d(2, 2, 1)
+    model.add_module("unused", unused)
+    model.forward = lambda x: model[0](x)  # type: ignore[method-assign]
+    with pytest.raises(LayerNotReachedError):
+        forward_to_layer(model, "unused", torch.ones(1, 1, 5, 5))
+    assert not unused._forward_hooks
+
+
+def test_capture_layer_removes_hook_after_exception() -> None:
+    model = _tiny()
+    with pytest.raises(RuntimeError, match="boom"):
+        with capture_layer(model, "0") as capture:
+            model(torch.ones(1, 1, 5, 5))
+            assert capture.get().shape == (1, 2, 3, 3)
+            raise RuntimeError("boom")
+    assert not model[0]._forward_hooks
+
+
+def test_choose_validates_profiles() -> None:
+    assert choose("smoke", smoke=1, default=2, paper=3) == 1
+    with pytest.raises(ValueError, match="unknown profile"):
+        choose("fast", smoke=1)
+    with pytest.raises(ValueError, match="no setting"):
+        choose("paper", smoke=1, default=2)
+
+
+def test_session_writes_figures_tables_numbers_and_manifest(tmp_path) -> None:
+    run = Session.start("99_test", profile="smoke", seed=3, output_dir=tmp_path, parameters={"iterations": 5}, device="cpu")
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    run.save_figure(fig, "fig_test", caption="a line")
+    plt.close(fig)
+    run.save_table(pd.DataFrame({"method": ["FAME"], "iou": [0.5]}), "table_test")
+    run.record(iou=torch.tensor(0.25), curve=[1.0, float("nan")])
+    assert (tmp_path / "fig_test.pdf").stat().st_size > 0 and (tmp_path / "fig_test.png").stat().st_size > 0
+    assert "| FAME" in (tmp_path / "table_test.md").read_text()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    entry = manifest["figures"]["fig_test"]
+    assert (entry["seed"], entry["profile"], entry["parameters"]) == (3, "smoke", {"iterations": 5})
+    assert {"torch", "numpy", "python"} <= set(manifest["versions"])
+    assert "table_test" in manifest["tables"]
+    numbers = json.loads((tmp_path / "executed" / "99_test.json").read_text())
+    assert numbers == {"curve": [1.0, None], "iou": 0.25, "profile": "smoke", "seed": 3}
+
+
+def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        Session.start("99_test", profile="quick", seed=0, output_dir=tmp_path)
+    run = Session.start("99_test", profile="smoke", seed=0, output_dir=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="plain file stem"):
+        run.save_figure(plt.figure(), "../escape")

@@ -1,0 +1,78 @@
+"""The papermill runner and the shape every committed notebook must have."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from fame_utils.run import NOTEBOOK_DIR, notebook_paths, run_notebooks
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+
+
+def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata.update({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+    return nb
+
+
+def _write_toy_notebooks(folder: Path) -> None:
+    parameters = nbformat.v4.new_code_cell('profile = "default"\nseed = 0\noutput_dir = "../figures"')
+    parameters.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from fame_utils.session import Session, choose\n"
+        'run = Session.start("01_toy", profile=profile, seed=seed, output_dir=output_dir, device="cpu")\n'
+        "run.record(size=choose(profile, smoke=2, default=20, paper=200))"
+    )
+    nbformat.write(_notebook([parameters, body]), folder / "01_toy.ipynb")
+    failing = nbformat.v4.new_code_cell('raise ValueError("deliberate failure")')
+    nbformat.write(_notebook([parameters, failing]), folder / "02_broken.ipynb")
+
+
+def test_runner_injects_profile_records_numbers_and_reports_failures(tmp_path: Path) -> None:
+    notebooks, output = tmp_path / "notebooks", tmp_path / "out"
+    notebooks.mkdir()
+    _write_toy_notebooks(notebooks)
+    statuses = run_notebooks("smoke", output, notebook_dir=notebooks)
+    assert statuses["01_toy"] == "ok"
+    assert statuses["02_broken"].startswith("failed") and "deliberate failure" in statuses["02_broken"]
+    assert json.loads((output / "executed" / "01_toy.json").read_text())["size"] == 2
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["notebooks"]["01_toy"]["status"] == "ok"
+    assert manifest["notebooks"]["02_broken"]["status"].startswith("failed")
+    assert (output / "executed" / "02_broken.ipynb").exists()
+
+
+def test_notebook_selection_by_prefix_and_unknown_prefix(tmp_path: Path) -> None:
+    _write_toy_notebooks(tmp_path)
+    assert [p.stem for p in notebook_paths(["02"], tmp_path)] == ["02_broken"]
+    with pytest.raises(ValueError, match="no notebook .* starts with '09'"):
+        notebook_paths(["09"], tmp_path)
+
+
+COMMITTED = notebook_paths(notebook_dir=NOTEBOOK_DIR)
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_committed_notebook_is_clean_and_parameterised(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "kernelspec metadata missing"
+    assert nb.metadata.get("language_info", {}).get("name") == "python", "language_info metadata missing"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit notebooks without outputs"
+    parameter_cells = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameter_cells) == 1, "exactly one cell tagged 'parameters'"
+    assigned = {t.id: ast.literal_eval(n.value) for n in ast.parse(parameter_cells[0].source).body for t in n.targets}
+    assert assigned["profile"] == "default" and isinstance(assigned["seed"], int) and assigned["output_dir"] == "../figures"
+    assert f'Session.start("{path.stem}"' in "".join(c.source for c in code)
+    assert nb.cells[0].cell_type == "markdown", "open with the question the notebook asks"
+    for cell in code:
+        if "interactive(" in cell.source:
+            assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), "widget cells must not be compared by nbval"
+    text = json.dumps(nb)
+    assert not re.search(r"[\"' (]/(work|tmp|root|home/[a-z]+)/", text), "machine-local path in notebook"
