@@ -1,0 +1,118 @@
+"""Percentile deletion/insertion masks and the normalised area under a curve (fame-method §12.3, §6.5).
+
+Both the classification metrics (ROAD deletion/insertion, §5.5) and the verification sweep (§6.5)
+rank a saliency map's pixels the same way:
+
+* ``thr_P = percentile(A, 100 − P)`` with numpy's default linear interpolation;
+* deletion keeps ``A ≤ thr_P`` (removes the top-P % pixels), insertion keeps ``A > thr_P``.
+
+No special cases are made; the edge rules follow from these two lines: at P = 0 deletion keeps every
+pixel, at P = 100 it keeps exactly the pixels equal to the minimum, ties at the threshold stay on the
+deletion-kept side, and an all-zero (or constant) map is never deleted from.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_PERCENTS", "PercentileMasks", "normalized_auc", "percentile_masks"]
+
+#: The 11 ratios P = 0, 10, …, 100 used by the paper's deletion/insertion sweeps.
+DEFAULT_PERCENTS: tuple[int, ...] = tuple(range(0, 101, 10))
+
+Map = TypeVar("Map", np.ndarray, torch.Tensor)
+
+
+class PercentileMasks(NamedTuple):
+    """Boolean keep-masks of shape ``(..., P, H, W)`` (one slice per requested percent).
+
+    Attributes:
+        deletion: True where the pixel is kept when the top-P % pixels are removed (``A ≤ thr_P``).
+        insertion: True where the pixel is kept when only the top-P % pixels are shown (``A > thr_P``);
+            always the complement of ``deletion``.
+    """
+
+    deletion: np.ndarray | torch.Tensor
+    insertion: np.ndarray | torch.Tensor
+
+
+def _check_percents(percents: Sequence[float]) -> np.ndarray:
+    values = np.asarray(list(percents), dtype=np.float64)
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"percents must be a non-empty 1-D sequence of numbers in [0, 100], got {percents!r}.")
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 100:
+        raise ValueError(f"percents must lie in [0, 100], got {values.tolist()}.")
+    return values
+
+
+def _as_numpy_map(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(saliency, torch.Tensor):
+        array = saliency.detach().cpu().numpy()
+    elif isinstance(saliency, np.ndarray):
+        array = saliency
+    else:
+        raise TypeError(f"saliency must be a numpy array or torch tensor, got {type(saliency).__name__}.")
+    if array.ndim < 2:
+        raise ValueError(f"saliency must have shape (..., H, W), got shape {tuple(array.shape)}.")
+    if array.size == 0 or not np.all(np.isfinite(array)):
+        raise ValueError("saliency must be non-empty and finite (found NaN/inf or no pixels); check the map's normalisation.")
+    return array
+
+
+def percentile_masks(saliency: Map, percents: Sequence[float] = DEFAULT_PERCENTS) -> PercentileMasks:
+    """Deletion and insertion keep-masks for each percent P, ranked by ``saliency``.
+
+    ``thr_P = percentile(A, 100 − P)`` per map over its H×W pixels (numpy, linear interpolation);
+    deletion keeps ``A ≤ thr_P``, insertion keeps ``A > thr_P``.
+
+    Args:
+        saliency: one map ``(H, W)`` or a stack ``(..., H, W)`` (numpy array or torch tensor).
+        percents: the percentages of top-ranked pixels to remove (deletion) or show (insertion), each in
+            [0, 100].
+
+    Returns:
+        :class:`PercentileMasks` with boolean masks of shape ``(..., len(percents), H, W)``, of the same
+        kind (numpy or torch, device included) as ``saliency``.
+
+    Raises:
+        TypeError: ``saliency`` is neither a numpy array nor a torch tensor.
+        ValueError: fewer than 2 dimensions, non-finite values, or a percent outside [0, 100].
+    """
+    values = _check_percents(percents)
+    array = _as_numpy_map(saliency)
+    flat = array.reshape(*array.shape[:-2], -1)
+    thresholds = np.percentile(flat, 100.0 - values, axis=-1)  # (P, ...)
+    thresholds = np.moveaxis(thresholds, 0, -1)[..., None, None]  # (..., P, 1, 1)
+    deletion = array[..., None, :, :] <= thresholds
+    insertion = ~deletion
+    if isinstance(saliency, torch.Tensor):
+        return PercentileMasks(torch.from_numpy(deletion).to(saliency.device), torch.from_numpy(insertion).to(saliency.device))
+    return PercentileMasks(deletion, insertion)
+
+
+def normalized_auc(values: Sequence[float] | np.ndarray | torch.Tensor, percents: Sequence[float] = DEFAULT_PERCENTS) -> float:
+    """Normalised area under a curve sampled at ``percents``: ``trapezoid(values, percents) / (P_max − P_min)``.
+
+    The result is in the units of ``values`` (a flat curve returns its level). Tables that report a
+    percentage (e.g. verification accuracy AUC, fame-method §6.5) multiply this by 100 themselves.
+
+    Args:
+        values: the curve, one value per percent.
+        percents: strictly increasing abscissae (at least two).
+
+    Raises:
+        ValueError: lengths differ, fewer than two points, percents not strictly increasing, or
+            non-finite values.
+    """
+    curve = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    grid = np.asarray(list(percents), dtype=np.float64)
+    if curve.ndim != 1 or curve.shape != grid.shape:
+        raise ValueError(f"values and percents must be 1-D of the same length, got {curve.shape} and {grid.shape}.")
+    if grid.size < 2 or np.any(np.diff(grid) <= 0):
+        raise ValueError(f"percents must be at least two strictly increasing numbers, got {grid.tolist()}.")
+    if not np.all(np.isfinite(curve)):
+        raise ValueError(f"values must be finite, got {curve.tolist()}.")
+    return float(np.trapezoid(curve, grid) / (grid[-1] - grid[0]))
