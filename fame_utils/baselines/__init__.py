@@ -1,0 +1,30 @@
+"""Rival attribution methods: CAMs for classifiers (grad-cam package), sanity maps, and verification baselines."""
+
+from fame_utils.baselines.cams import (
+    CAM_METHODS,
+    EmptyMapWarning,
+    cam_maps,
+    finer_cam,
+    finer_targets,
+    full_grad,
+    grad_cam,
+    grad_cam_ew,
+    hires_cam,
+    similar_classes,
+)
+from fame_utils.baselines.reference_maps import centre_gaussian_maps, random_maps
+
+__all__ = [
+    "CAM_METHODS",
+    "EmptyMapWarning",
+    "cam_maps",
+    "centre_gaussian_maps",
+    "finer_cam",
+    "finer_targets",
+    "full_grad",
+    "grad_cam",
+    "grad_cam_ew",
+    "hires_cam",
+    "random_maps",
+    "similar_classes",
+]

@@ -1,0 +1,178 @@
+"""CAM baselines through grad-cam, and the sanity reference maps (fame-method §11, §14)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import FinerCAM, FullGrad, GradCAM, GradCAMElementWise, HiResCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from fame_utils.baselines import (
+    CAM_METHODS,
+    EmptyMapWarning,
+    cam_maps,
+    centre_gaussian_maps,
+    finer_cam,
+    full_grad,
+    grad_cam,
+    grad_cam_ew,
+    hires_cam,
+    random_maps,
+    similar_classes,
+)
+
+LAYER = "features.3"
+
+
+def tiny_classifier(seed: int = 0) -> nn.Module:
+    """Two conv blocks (a 16×16 input gives an 8×8 feature map at ``features.3``) and 5 classes."""
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("features", nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
+    ))
+    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("head", nn.Linear(8, 5))
+    with torch.no_grad():
+        bn = model.features[1]
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+    return model.eval()
+
+
+@pytest.fixture()
+def model() -> nn.Module:
+    return tiny_classifier()
+
+
+@pytest.fixture()
+def images() -> torch.Tensor:
+    return torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+
+
+def hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [(grad_cam, GradCAM), (grad_cam_ew, GradCAMElementWise), (hires_cam, HiResCAM)],
+)
+def test_layer_cams_equal_direct_grad_cam_calls(model, images, ours, theirs):
+    classes = [0, 3, 4]
+    expected = theirs(model=model, target_layers=[model.features[3]])(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in classes])
+    result = ours(model, LAYER, images, classes)
+    assert result.shape == (3, 16, 16) and result.dtype == torch.float32
+    assert np.array_equal(result.numpy(), expected)
+
+
+def test_full_grad_equals_direct_grad_cam_call(model, images):
+    classes = [1, 2, 2]
+    expected = FullGrad(model=model, target_layers=[])(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in classes])
+    assert np.array_equal(full_grad(model, images, classes).numpy(), expected)
+
+
+def test_finer_cam_equals_direct_finer_cam_with_target_index(model, images):
+    # FinerCAM's own path ranks classes by |z_k − z_o| and subtracts ranks 1..3 with α.
+    for alpha in (1.0, 0.6):
+        for target in (0, 2):
+            expected = FinerCAM(model, [model.features[3]])(images[:1], alpha=alpha, target_idx=target)
+            result = finer_cam(model, LAYER, images[:1], [target], alpha=alpha)
+            assert np.array_equal(result.numpy(), expected)
+
+
+def test_finer_cam_without_contrast_is_grad_cam(model, images):
+    # α = 0 leaves Σ_k p_k z_o / (Σ_k p_k + 1e-9) ≈ z_o, so the map is Grad-CAM's.
+    plain = grad_cam(model, LAYER, images, [0, 1, 2])
+    contrast_free = finer_cam(model, LAYER, images, [0, 1, 2], alpha=0.0)
+    assert torch.allclose(plain, contrast_free, atol=1e-4)
+    assert not torch.allclose(plain, finer_cam(model, LAYER, images, [0, 1, 2], alpha=1.0), atol=1e-2)
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_batch_of_three_targets_gives_three_different_maps(model, images, method):
+    same_image = images[:1].expand(3, -1, -1, -1).contiguous()
+    maps = cam_maps(method, model, LAYER, same_image, [0, 1, 4])
+    assert maps.shape == (3, 16, 16)
+    assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0
+    for first, second in [(0, 1), (0, 2), (1, 2)]:
+        assert not torch.allclose(maps[first], maps[second], atol=1e-4), (method, first, second)
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_map_of_an_image_does_not_depend_on_its_batch(model, images, method):
+    batched = cam_maps(method, model, LAYER, images, [0, 1, 4])
+    alone = cam_maps(method, model, LAYER, images[1:2], [1])
+    assert torch.allclose(batched[1], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_target_list_of_wrong_length_raises(model, images, method):
+    with pytest.raises(ValueError, match="3 images but 2 target classes"):
+        cam_maps(method, model, LAYER, images, [0, 1])
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
+def test_hooks_are_released_after_success_and_after_errors(model, images, method):
+    assert hook_count(model) == 0
+    cam_maps(method, model, LAYER, images, [0, 1, 2])
+    assert hook_count(model) == 0
+    # grad-cam's own __exit__ swallows IndexError; ours must re-raise it and still release the hooks.
+    with pytest.raises(IndexError):
+        cam_maps(method, model, LAYER, images, [0, 1, 99])
+    assert hook_count(model) == 0
+
+
+def test_unknown_method_and_bad_layer_raise(model, images):
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        cam_maps("Score-CAM", model, LAYER, images, [0, 1, 2])
+    with pytest.raises(ValueError, match="unknown layer"):
+        grad_cam(model, "features.9", images, [0, 1, 2])
+
+
+def test_all_zero_map_is_reported(model, images):
+    with torch.no_grad():
+        model.head.weight.zero_()
+    with pytest.warns(EmptyMapWarning, match=r"Grad-CAM: all-zero map for image\(s\) \[0, 1, 2\]"):
+        maps = grad_cam(model, LAYER, images, [0, 1, 2])
+    assert not maps.any()
+
+
+def test_similar_classes_rank_by_logit_distance_excluding_the_target():
+    logits = torch.tensor([[0.0, 5.0, 4.5, 7.0, 1.0], [3.0, 2.0, 1.0, 0.0, -1.0]])
+    assert similar_classes(logits, [1, 0], count=3) == [[2, 3, 4], [1, 2, 3]]
+    with pytest.raises(ValueError, match="count"):
+        similar_classes(logits, [1, 0], count=5)
+    with pytest.raises(ValueError, match="one class per row"):
+        similar_classes(logits, [1], count=2)
+
+
+def test_random_maps_are_seeded_uniform_and_per_image(images):
+    first = random_maps(images, seed=7)
+    assert first.shape == (3, 16, 16)
+    assert torch.equal(first, random_maps(images, seed=7))
+    assert not torch.equal(first, random_maps(images, seed=8))
+    assert not torch.equal(first[0], first[1])
+    assert float(first.min()) >= 0.0 and float(first.max()) < 1.0
+    generator = torch.Generator().manual_seed(7)
+    assert torch.equal(random_maps(images, generator=generator), first)
+
+
+def test_centre_gaussian_peaks_at_the_centre_and_is_symmetric():
+    maps = centre_gaussian_maps(torch.zeros(2, 3, 9, 11), sigma=0.25)
+    assert maps.shape == (2, 9, 11)
+    assert float(maps[0, 4, 5]) == 1.0 and float(maps.min()) == 0.0
+    assert torch.equal(maps[0], maps[0].flip(0)) and torch.allclose(maps[0], maps[0].flip(1))
+    # exp(−d² / (2 s²)) with s = 0.25 · 9: one pixel right of the centre before min-max scaling.
+    raw = torch.exp(torch.tensor(-1.0 / (2 * 2.25**2)))
+    floor = torch.exp(torch.tensor(-(4.0**2 + 5.0**2) / (2 * 2.25**2)))
+    assert float(maps[0, 4, 6]) == pytest.approx(float((raw - floor) / (1 - floor)), abs=1e-6)
+    with pytest.raises(ValueError, match="sigma"):
+        centre_gaussian_maps(torch.zeros(1, 3, 4, 4), sigma=0.0)
