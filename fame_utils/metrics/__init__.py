@@ -3,3 +3,15 @@
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, PercentileMasks, normalized_auc, percentile_masks
 
 __all__ = ["DEFAULT_PERCENTS", "PercentileMasks", "normalized_auc", "percentile_masks"]
+
+from fame_utils.metrics.verification import (  # noqa: E402  (verification helper)
+    VerificationCurves,
+    bootstrap_auc_interval,
+    cosine_scores,
+    deletion_insertion,
+    eer_threshold,
+    embed,
+    verification_accuracy,
+)
+
+__all__ += ["VerificationCurves", "bootstrap_auc_interval", "cosine_scores", "deletion_insertion", "eer_threshold", "embed", "verification_accuracy"]

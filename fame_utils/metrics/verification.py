@@ -1,0 +1,217 @@
+"""Face-verification metrics: EER threshold, accuracy and the probe deletion/insertion sweep (fame-method §6.3, §6.5, §12.4).
+
+* Scores are cosine similarities of the embeddings of a gallery and a probe image.
+* :func:`eer_threshold` sweeps the unique scores from high to low and picks the first threshold where
+  FMR and FNMR are closest (ties → the largest threshold).
+* :func:`deletion_insertion` perturbs only the probe, ranked by its similar map e₊, for genuine and
+  impostor pairs alike (project Decision 6), and returns the raw accuracy curves and the AUC × 100.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+
+__all__ = [
+    "VerificationCurves",
+    "bootstrap_auc_interval",
+    "cosine_scores",
+    "deletion_insertion",
+    "eer_threshold",
+    "embed",
+    "verification_accuracy",
+]
+
+ArrayLike = Sequence[float] | np.ndarray | torch.Tensor
+
+
+def _as_array(values: ArrayLike, name: str) -> np.ndarray:
+    array = np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {array.shape}.")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} must be finite (found NaN or inf).")
+    return array
+
+
+def _as_labels(labels: ArrayLike, size: int) -> np.ndarray:
+    array = _as_array(labels, "labels")
+    if array.size != size:
+        raise ValueError(f"scores and labels must have the same length, got {size} scores and {array.size} labels.")
+    if not np.all((array == 0) | (array == 1)):
+        raise ValueError("labels must be 1 (genuine, same identity) or 0 (impostor); got other values.")
+    return array.astype(bool)
+
+
+def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = False) -> tuple[float, float]:
+    """Equal-error-rate threshold θ and the EER.
+
+    Candidates t are the unique scores in descending order; FMR(t) = mean(impostor ≥ t),
+    FNMR(t) = mean(genuine < t). θ is the first argmin of |FMR − FNMR| (ties → the largest t) and
+    EER = (FMR(θ) + FNMR(θ)) / 2.
+
+    Args:
+        scores: similarity per pair.
+        labels: 1 for genuine pairs, 0 for impostor pairs.
+        paper_faithful: round θ to 4 decimals, as the original ``scores_eer.csv`` stored it (§6.3).
+            The EER is the one at the unrounded threshold.
+
+    Raises:
+        ValueError: lengths differ, non-finite scores, labels other than 0/1, or only one class present.
+    """
+    values = _as_array(scores, "scores")
+    genuine = _as_labels(labels, values.size)
+    if genuine.all() or not genuine.any():
+        raise ValueError("eer_threshold needs both genuine (label 1) and impostor (label 0) pairs; got only one class.")
+    candidates = np.unique(values)[::-1]
+    impostor_sorted = np.sort(values[~genuine])
+    genuine_sorted = np.sort(values[genuine])
+    fmr = 1.0 - np.searchsorted(impostor_sorted, candidates, side="left") / impostor_sorted.size
+    fnmr = np.searchsorted(genuine_sorted, candidates, side="left") / genuine_sorted.size
+    best = int(np.argmin(np.abs(fmr - fnmr)))
+    threshold = float(candidates[best])
+    eer = float((fmr[best] + fnmr[best]) / 2)
+    return (round(threshold, 4) if paper_faithful else threshold), eer
+
+
+def verification_accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
+    """Fraction of pairs decided correctly: mean(1{s ≥ θ} == label) (the boundary s = θ is a match)."""
+    values = _as_array(scores, "scores")
+    genuine = _as_labels(labels, values.size)
+    return float(np.mean((values >= threshold) == genuine))
+
+
+def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Embeddings ``(N, D)`` of ``images`` ``(N, C, H, W)``, computed without gradients in batches."""
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}.")
+    with torch.no_grad():
+        return torch.cat([model(chunk).flatten(1) for chunk in images.split(batch_size)])
+
+
+def cosine_scores(model: nn.Module, gallery: torch.Tensor, probes: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Cosine similarity ``(N,)`` between the embeddings of ``gallery[i]`` and ``probes[i]``."""
+    if gallery.shape != probes.shape:
+        raise ValueError(f"gallery and probes must have the same shape, got {tuple(gallery.shape)} and {tuple(probes.shape)}.")
+    return torch.nn.functional.cosine_similarity(embed(model, gallery, batch_size), embed(model, probes, batch_size), dim=1)
+
+
+@dataclass(frozen=True)
+class VerificationCurves:
+    """Result of the probe deletion/insertion sweep.
+
+    Attributes:
+        percents: the ratios P (%).
+        deletion_scores, insertion_scores: cosine scores ``(P, N)`` of each pair at each ratio.
+        labels: ``(N,)`` 1 genuine / 0 impostor.
+        threshold: the decision threshold θ.
+    """
+
+    percents: tuple[float, ...]
+    deletion_scores: np.ndarray
+    insertion_scores: np.ndarray
+    labels: np.ndarray
+    threshold: float
+
+    def correct(self, kind: str) -> np.ndarray:
+        """Boolean ``(P, N)``: pair decided correctly at each ratio (``kind`` = "deletion" | "insertion")."""
+        scores = {"deletion": self.deletion_scores, "insertion": self.insertion_scores}.get(kind)
+        if scores is None:
+            raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}.")
+        return (scores >= self.threshold) == self.labels.astype(bool)[None, :]
+
+    @property
+    def deletion(self) -> np.ndarray:
+        """Verification accuracy (fraction) per ratio when the top-P % probe pixels are blacked out."""
+        return self.correct("deletion").mean(axis=1)
+
+    @property
+    def insertion(self) -> np.ndarray:
+        """Verification accuracy (fraction) per ratio when only the top-P % probe pixels are kept."""
+        return self.correct("insertion").mean(axis=1)
+
+    @property
+    def deletion_auc(self) -> float:
+        """Normalised area under the deletion curve × 100 (lower is better)."""
+        return 100.0 * normalized_auc(self.deletion, self.percents)
+
+    @property
+    def insertion_auc(self) -> float:
+        """Normalised area under the insertion curve × 100 (higher is better)."""
+        return 100.0 * normalized_auc(self.insertion, self.percents)
+
+
+def deletion_insertion(
+    model: nn.Module,
+    gallery: torch.Tensor,
+    probes: torch.Tensor,
+    similar_maps: torch.Tensor,
+    labels: ArrayLike,
+    threshold: float,
+    percents: Sequence[float] = DEFAULT_PERCENTS,
+    batch_size: int = 64,
+) -> VerificationCurves:
+    """Probe-only deletion/insertion sweep (§6.5).
+
+    For each P: keep = percentile masks of the probe's e₊ map (deletion ``A ≤ thr_P``, insertion
+    ``A > thr_P``); probe′ = probe × keep on every channel (removed pixels are 0, black in [0, 1]);
+    s_i(P) = cos(φ(gallery_i), φ(probe′_i)); the gallery is untouched.
+
+    Args:
+        model: embedding network taking ``(N, C, H, W)`` images in [0, 1].
+        gallery, probes: the pairs' images ``(N, C, H, W)`` in [0, 1].
+        similar_maps: the probes' e₊ maps ``(N, H, W)``.
+        labels: 1 genuine / 0 impostor, ``(N,)``.
+        threshold: decision threshold θ (usually the clean EER threshold).
+        percents: the ratios P (%).
+        batch_size: images per embedding forward.
+
+    Raises:
+        ValueError: shapes or lengths that do not match.
+    """
+    if gallery.ndim != 4 or gallery.shape != probes.shape:
+        raise ValueError(f"gallery and probes must both be (N, C, H, W) of one shape, got {tuple(gallery.shape)} and {tuple(probes.shape)}.")
+    if similar_maps.shape != (probes.shape[0], *probes.shape[-2:]):
+        raise ValueError(f"similar_maps must be (N, H, W) = {(probes.shape[0], *probes.shape[-2:])} to match the probes, got {tuple(similar_maps.shape)}.")
+    truth = _as_labels(labels, probes.shape[0])
+    masks = percentile_masks(similar_maps.detach().cpu(), percents)
+    gallery_embeddings = embed(model, gallery, batch_size)
+    curves = {}
+    for kind, keep in (("deletion", masks.deletion), ("insertion", masks.insertion)):
+        rows = []
+        for index in tqdm(range(len(masks.deletion[0])), desc=f"{kind} sweep", leave=False):
+            perturbed = probes * keep[:, index, None].to(probes.device, probes.dtype)
+            probe_embeddings = embed(model, perturbed, batch_size)
+            rows.append(torch.nn.functional.cosine_similarity(gallery_embeddings, probe_embeddings, dim=1).cpu().numpy())
+        curves[kind] = np.stack(rows).astype(np.float64)
+    return VerificationCurves(tuple(float(p) for p in percents), curves["deletion"], curves["insertion"], truth.astype(np.int64), float(threshold))
+
+
+def bootstrap_auc_interval(
+    curves: VerificationCurves, kind: str, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC × 100, resampling pairs with replacement.
+
+    Raises:
+        ValueError: ``kind`` unknown, ``n_boot`` < 1 or ``level`` outside (0, 1).
+    """
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"need n_boot ≥ 1 and 0 < level < 1, got n_boot={n_boot}, level={level}.")
+    correct = curves.correct(kind).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, correct.shape[1], size=(n_boot, correct.shape[1]))
+    accuracy = correct[:, picks].mean(axis=2)  # (P, n_boot)
+    grid = np.asarray(curves.percents)
+    aucs = 100.0 * np.trapezoid(accuracy, grid, axis=0) / (grid[-1] - grid[0])
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(aucs, [tail, 100 - tail])
+    return float(low), float(high)

@@ -1,0 +1,134 @@
+"""Verification metrics: EER threshold, accuracy, probe deletion/insertion sweep (fame-method §6.3, §6.5, §12.4)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.metrics.verification import (
+    bootstrap_auc_interval,
+    cosine_scores,
+    deletion_insertion,
+    eer_threshold,
+    verification_accuracy,
+)
+
+
+def test_eer_separable_scores_give_zero_at_the_largest_separating_threshold():
+    threshold, eer = eer_threshold([0.9, 0.8, 0.1, 0.2], [1, 1, 0, 0])
+    assert (threshold, eer) == (0.8, 0.0)
+
+
+def test_eer_overlapping_scores_hand_computed():
+    # t = 0.6: FMR = 1/3 (impostor 0.7), FNMR = 1/3 (genuine 0.4) — the first zero gap going down.
+    threshold, eer = eer_threshold([0.9, 0.6, 0.4, 0.5, 0.3, 0.7], [1, 1, 1, 0, 0, 0])
+    assert threshold == 0.6
+    assert eer == pytest.approx(1 / 3)
+
+
+def test_eer_ties_resolve_to_the_largest_threshold():
+    # |FMR − FNMR| = 0.5 at t = 0.8 (0, 1/2) and at t = 0.5 (1/2, 0): the first (largest) wins.
+    threshold, eer = eer_threshold([0.8, 0.5, 0.5, 0.2], [1, 1, 0, 0])
+    assert threshold == 0.8
+    assert eer == pytest.approx(0.25)
+
+
+def test_eer_with_repeated_scores_uses_unique_candidates():
+    # t = 0.7: FMR = 1/2, FNMR = 1/3 (gap 1/6); t = 0.3: FMR = 1/2, FNMR = 0 (gap 1/2).
+    threshold, eer = eer_threshold([0.7, 0.7, 0.3, 0.7, 0.1], [1, 1, 1, 0, 0])
+    assert threshold == 0.7
+    assert eer == pytest.approx(5 / 12)
+
+
+def test_eer_needs_both_classes_and_matching_lengths():
+    with pytest.raises(ValueError, match="both genuine"):
+        eer_threshold([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="same length"):
+        eer_threshold([0.1, 0.2, 0.3], [1, 0])
+    with pytest.raises(ValueError, match="labels must be 1"):
+        eer_threshold([0.1, 0.2], [2, 0])
+
+
+def test_paper_faithful_rounds_the_threshold_and_can_flip_a_borderline_decision():
+    scores, labels = [0.123456, 0.05], [1, 0]
+    exact, _ = eer_threshold(scores, labels)
+    rounded, _ = eer_threshold(scores, labels, paper_faithful=True)
+    assert exact == 0.123456 and rounded == 0.1235
+    assert verification_accuracy(scores, labels, exact) == 1.0
+    assert verification_accuracy(scores, labels, rounded) == 0.5
+
+
+def test_accuracy_boundary_is_inclusive():
+    assert verification_accuracy([0.5], [1], 0.5) == 1.0
+    assert verification_accuracy([0.5], [0], 0.5) == 0.0
+    assert verification_accuracy([0.49, 0.5, 0.51, 0.2], [1, 1, 0, 0], 0.5) == 0.5
+
+
+class FlattenEmbedding(nn.Module):
+    """φ(x) = x flattened: cos(ones, ones ⊙ keep) = sqrt(kept / total), so every score is hand-computable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def _pair(map_values: torch.Tensor):
+    ones = torch.ones(1, 1, 10, 10)
+    return ones, ones.clone(), map_values.reshape(1, 10, 10)
+
+
+def test_deletion_insertion_curves_and_auc_hand_computed():
+    gallery, probe, ranking = _pair(torch.arange(100.0))
+    curves = deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1], threshold=0.5)
+    kept_deletion = np.array([100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 1])  # P = 100 keeps only the minimum pixel
+    kept_insertion = 100 - kept_deletion
+    np.testing.assert_allclose(curves.deletion_scores[:, 0], np.sqrt(kept_deletion / 100), atol=1e-6)
+    np.testing.assert_allclose(curves.insertion_scores[:, 0], np.sqrt(kept_insertion / 100), atol=1e-6)
+    # Correct while sqrt(k/100) ≥ 0.5, i.e. k ≥ 25: deletion up to P = 70, insertion from P = 30.
+    np.testing.assert_array_equal(curves.deletion, [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(curves.insertion, [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    assert curves.deletion_auc == pytest.approx(75.0)  # 70 flat + 5 (ramp 70 → 80), over 100
+    assert curves.insertion_auc == pytest.approx(75.0)
+
+
+def test_a_flat_curve_has_its_level_as_auc():
+    gallery, probe, _ = _pair(torch.zeros(100))
+    flat_map = torch.zeros(2, 10, 10)  # constant map: nothing is ever deleted (ties stay kept)
+    other = torch.zeros_like(gallery)
+    other[..., :5] = 1.0  # impostor gallery with cos = sqrt(0.5) ≈ 0.707 < 0.9: correctly rejected
+    curves = deletion_insertion(FlattenEmbedding(), torch.cat([gallery, other]), torch.cat([probe, probe]), flat_map, [1, 1], threshold=0.9)
+    np.testing.assert_array_equal(curves.deletion, np.full(11, 0.5))
+    assert curves.deletion_auc == pytest.approx(50.0)
+
+
+def test_deletion_only_touches_the_probe():
+    generator = torch.Generator().manual_seed(0)
+    gallery = torch.rand(2, 1, 10, 10, generator=generator)
+    probe = torch.rand(2, 1, 10, 10, generator=generator)
+    ranking = torch.rand(2, 10, 10, generator=generator)
+    gallery_before = gallery.clone()
+    curves = deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1, 0], threshold=0.5)
+    assert torch.equal(gallery, gallery_before)
+    clean = cosine_scores(FlattenEmbedding(), gallery, probe).numpy()
+    np.testing.assert_allclose(curves.deletion_scores[0], clean, atol=1e-6)  # P = 0 deletes nothing
+
+
+def test_deletion_insertion_rejects_mismatched_inputs():
+    gallery, probe, ranking = _pair(torch.arange(100.0))
+    with pytest.raises(ValueError, match="similar_maps"):
+        deletion_insertion(FlattenEmbedding(), gallery, probe, ranking[:, :5], [1], 0.5)
+    with pytest.raises(ValueError, match="same length"):
+        deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1, 0], 0.5)
+
+
+def test_bootstrap_interval_brackets_the_auc_and_collapses_when_pairs_agree():
+    gallery, probe, ranking = _pair(torch.arange(100.0))
+    same = deletion_insertion(FlattenEmbedding(), gallery.repeat(3, 1, 1, 1), probe.repeat(3, 1, 1, 1), ranking.repeat(3, 1, 1), [1, 1, 1], 0.5)
+    assert bootstrap_auc_interval(same, "deletion", n_boot=50) == pytest.approx((75.0, 75.0))
+    mixed = deletion_insertion(FlattenEmbedding(), gallery.repeat(2, 1, 1, 1), probe.repeat(2, 1, 1, 1), ranking.repeat(2, 1, 1), [1, 0], 0.5)
+    low, high = bootstrap_auc_interval(mixed, "deletion", n_boot=200)
+    assert low <= mixed.deletion_auc <= high and low < high
+    assert math.isfinite(low)
