@@ -1,0 +1,579 @@
+"""CAM's locality assumption, measured: CAM cells, in-cell attribution mass and receptive fields.
+
+CAM-style methods upsample an ``h×w`` feature map to the image, as if location ``(r, c)`` saw only
+the image patch under it, its *CAM cell*: rows ``[⌊r·H/h⌉, ⌊(r+1)·H/h⌉)`` and the same for columns
+(fame-method.md §4). This module measures how much of a location's attribution falls in that cell:
+
+    ρ_k = Σ_{p ∈ cell k} A_k(p) / Σ_p A_k(p)
+
+(Decision 7, an extension beyond the paper). A uniform map gives ρ = cell area / image area, a map
+entirely inside its cell gives 1.
+
+Rounding: cell edges use round-half-up, ``⌊x + 0.5⌋``, computed in integers. Python's ``round`` rounds
+ties to even; the two differ only when ``r·H/h`` is exactly ``k + 0.5`` (never for a 7×7 grid on 224
+or 112 pixels). Half-up keeps cells of equal size when ties occur on both edges.
+
+Two kinds of maps are measured: FAME maps (``fame_utils.fame.explain_locations``) and one-step input
+gradients of FAME's location loss ``ℓ_k(x) = Σ_c |a_c(x)[r, c]|`` (:func:`cell_gradients`, the
+*effective receptive field*). The *theoretical receptive field* (every pixel that can influence the
+location at all) comes from :func:`theoretical_receptive_field`.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fame_utils.layers import forward_to_layer, resolve_layer
+
+__all__ = [
+    "Location",
+    "ReceptiveField",
+    "cell_bounds",
+    "cell_masks",
+    "grid_locations",
+    "in_cell_mass",
+    "uniform_mass",
+    "cell_gradients",
+    "effective_receptive_field",
+    "theoretical_receptive_field",
+    "receptive_field_size",
+    "layer_grid",
+    "conv_depth",
+    "locality_by_stage",
+    "summarize_locality",
+    "bootstrap_band",
+    "plot_locality_vs_depth",
+    "view_position",
+    "show_cell",
+]
+
+Location = tuple[int, int]
+
+
+# ---------------------------------------------------------------------------------------------
+# CAM cells and in-cell mass
+# ---------------------------------------------------------------------------------------------
+
+
+def _round_half_up_ratio(numerator: int, denominator: int) -> int:
+    """``⌊numerator/denominator + 0.5⌋`` in exact integer arithmetic."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+def _check_grid(grid: Sequence[int], size: Sequence[int]) -> tuple[int, int, int, int]:
+    if len(grid) != 2 or len(size) != 2:
+        raise ValueError(f"grid and size must be (rows, cols) pairs, got grid={tuple(grid)}, size={tuple(size)}.")
+    h, w = (int(v) for v in grid)
+    height, width = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"grid must be positive, got {tuple(grid)}.")
+    if height < h or width < w:
+        raise ValueError(f"image size {(height, width)} is smaller than the grid {(h, w)}: every cell needs at least one pixel.")
+    return h, w, height, width
+
+
+def cell_bounds(row: int, col: int, grid: Sequence[int], size: Sequence[int]) -> tuple[int, int, int, int]:
+    """Pixel box ``(r0, r1, c0, c1)`` (half-open) of the CAM cell of location ``(row, col)``.
+
+    ``r0 = ⌊row·H/h + 0.5⌋``, ``r1 = ⌊(row+1)·H/h + 0.5⌋`` and the same for columns.
+
+    Args:
+        row, col: the feature-map location.
+        grid: feature-map size ``(h, w)``.
+        size: image size ``(H, W)``.
+    """
+    h, w, height, width = _check_grid(grid, size)
+    if not (0 <= row < h and 0 <= col < w):
+        raise ValueError(f"location {(row, col)} lies outside the {h}×{w} grid.")
+    return (
+        _round_half_up_ratio(row * height, h),
+        _round_half_up_ratio((row + 1) * height, h),
+        _round_half_up_ratio(col * width, w),
+        _round_half_up_ratio((col + 1) * width, w),
+    )
+
+
+def grid_locations(grid: Sequence[int]) -> list[Location]:
+    """All locations of an ``(h, w)`` grid in row-major order."""
+    h, w = (int(v) for v in grid)
+    return [(r, c) for r in range(h) for c in range(w)]
+
+
+def cell_masks(grid: Sequence[int], size: Sequence[int], locations: Sequence[Location] | None = None) -> torch.Tensor:
+    """Boolean masks ``(L, H, W)`` of the CAM cells of ``locations`` (default: all, row-major)."""
+    chosen = grid_locations(grid) if locations is None else list(locations)
+    height, width = (int(v) for v in size)
+    masks = torch.zeros(len(chosen), height, width, dtype=torch.bool)
+    for index, (row, col) in enumerate(chosen):
+        r0, r1, c0, c1 = cell_bounds(row, col, grid, size)
+        masks[index, r0:r1, c0:c1] = True
+    return masks
+
+
+def uniform_mass(grid: Sequence[int], size: Sequence[int], locations: Sequence[Location] | None = None) -> torch.Tensor:
+    """ρ of a uniform map per location: cell area / image area, shape ``(L,)``, float64."""
+    masks = cell_masks(grid, size, locations)
+    return masks.flatten(1).sum(1).double() / float(masks.shape[1] * masks.shape[2])
+
+
+def in_cell_mass(maps: torch.Tensor | np.ndarray, grid: Sequence[int], locations: Sequence[Location] | None = None) -> torch.Tensor:
+    """Fraction of each map's total mass inside its own CAM cell.
+
+    ``ρ_k = Σ_{p ∈ cell k} A_k(p) / Σ_p A_k(p)``.
+
+    Args:
+        maps: ``(L, H, W)`` non-negative maps (FAME maps or gradient magnitudes), one per location.
+        grid: feature-map size ``(h, w)``.
+        locations: the ``(row, col)`` of each map; default all ``h·w`` locations in row-major order
+            (then ``L`` must equal ``h·w``).
+
+    Returns:
+        ``(L,)`` float64 tensor in [0, 1].
+
+    Raises:
+        ValueError: wrong shape, length mismatch, NaN/inf or negative values, or an all-zero map
+            (its mass is undefined; the message lists which maps, so the caller can drop them).
+    """
+    maps = torch.as_tensor(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must have shape (L, H, W), got {tuple(maps.shape)}.")
+    chosen = grid_locations(grid) if locations is None else list(locations)
+    if len(chosen) != maps.shape[0]:
+        what = f"{len(chosen)} locations" if locations is not None else f"a {grid[0]}×{grid[1]} grid ({len(chosen)} locations)"
+        raise ValueError(f"got {maps.shape[0]} maps for {what}; pass one map per location.")
+    values = maps.detach().to("cpu", torch.float64)
+    if not torch.isfinite(values).all():
+        raise ValueError("maps contain NaN or inf values.")
+    if (values < 0).any():
+        raise ValueError("maps must be non-negative (use attribution maps or gradient magnitudes).")
+    totals = values.flatten(1).sum(1)
+    empty = torch.nonzero(totals == 0).flatten().tolist()
+    if empty:
+        raise ValueError(f"maps {empty[:10]}{' …' if len(empty) > 10 else ''} are all zero: their in-cell mass is undefined; drop them first.")
+    masks = cell_masks(grid, values.shape[1:], chosen)
+    return (values * masks).flatten(1).sum(1) / totals
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients of one cell (effective receptive field)
+# ---------------------------------------------------------------------------------------------
+
+
+def _single_image(image: torch.Tensor) -> torch.Tensor:
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch tensor (C, H, W) or (1, C, H, W), got {type(image).__name__}.")
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (C, H, W) or (1, C, H, W), got {tuple(image.shape)}.")
+    if not torch.isfinite(image).all():
+        raise ValueError("image contains NaN or inf values.")
+    return image
+
+
+def layer_grid(model: nn.Module, layer: nn.Module | str, input_shape: Sequence[int]) -> tuple[int, int]:
+    """Spatial size ``(h, w)`` of ``layer``'s output for an input of shape ``(C, H, W)``."""
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    dtype = parameter.dtype if parameter is not None else torch.float32
+    with torch.no_grad():
+        output = forward_to_layer(model, layer, torch.zeros(1, *input_shape, device=device, dtype=dtype))
+    if output.ndim != 4:
+        raise ValueError(f"layer output has shape {tuple(output.shape)}; a spatial (B, C, h, w) map is needed.")
+    return int(output.shape[2]), int(output.shape[3])
+
+
+def cell_gradients(
+    model: nn.Module,
+    layer: nn.Module | str,
+    image: torch.Tensor,
+    locations: Sequence[Location] | None = None,
+    batch_size: int = 49,
+) -> torch.Tensor:
+    """Input-gradient magnitude of FAME's location loss, one map per location.
+
+    For location ``k = (r, c)``: ``G_k(p) = mean_channels |∂ℓ_k/∂x(p)|`` with
+    ``ℓ_k(x) = Σ_c |a_c(x)[r, c]|`` — the direction of FAME's first step (its effective receptive
+    field). The image is replicated once per location and the forward stops at ``layer``, so one
+    backward pass gives a chunk of ``batch_size`` maps.
+
+    Args:
+        model: the network in eval mode (BatchNorm must not mix the replicas).
+        layer: module or dotted name whose output ``(B, C, h, w)`` holds the locations.
+        image: ``(C, H, W)`` tensor the model takes (already preprocessed).
+        locations: ``(row, col)`` list; default all locations row-major.
+        batch_size: replicas per backward pass.
+
+    Returns:
+        ``(L, H, W)`` float32 maps on the CPU (all zero where the location is dead for this image).
+    """
+    image = _single_image(image)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if model.training:
+        raise ValueError("put the model in eval mode first (model.eval()): BatchNorm in training mode mixes the replicas.")
+    grid = layer_grid(model, layer, image.shape)
+    chosen = grid_locations(grid) if locations is None else list(locations)
+    for row, col in chosen:
+        if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+            raise ValueError(f"location {(row, col)} lies outside the {grid[0]}×{grid[1]} output of the layer.")
+    maps = []
+    for start in range(0, len(chosen), batch_size):
+        chunk = chosen[start : start + batch_size]
+        batch = image.detach().unsqueeze(0).repeat(len(chunk), 1, 1, 1).requires_grad_(True)
+        activation = forward_to_layer(model, layer, batch)
+        rows = torch.tensor([r for r, _ in chunk], device=activation.device)
+        cols = torch.tensor([c for _, c in chunk], device=activation.device)
+        selected = activation[torch.arange(len(chunk), device=activation.device), :, rows, cols]
+        (gradient,) = torch.autograd.grad(selected.abs().sum(), batch)
+        maps.append(gradient.abs().mean(1).detach().float().cpu())
+    return torch.cat(maps)
+
+
+def effective_receptive_field(model: nn.Module, layer: nn.Module | str, image: torch.Tensor, location: Location) -> torch.Tensor:
+    """``(H, W)`` input-gradient magnitude of one location (see :func:`cell_gradients`)."""
+    return cell_gradients(model, layer, image, [location], batch_size=1)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Theoretical receptive field (probing a positive linear copy)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Pixel box ``rows [r0, r1) × cols [c0, c1)`` that can influence one location."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    @property
+    def height(self) -> int:
+        """Rows covered."""
+        return self.r1 - self.r0
+
+    @property
+    def width(self) -> int:
+        """Columns covered."""
+        return self.c1 - self.c0
+
+
+_NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.Dropout, nn.Dropout2d)
+
+
+def _is_activation(module: nn.Module) -> bool:
+    return type(module).__module__ == nn.modules.activation.__name__ or "swish" in type(module).__name__.lower()
+
+
+def _linearised_copy(model: nn.Module) -> nn.Module:
+    """A float64 copy in which every path from input to output has a positive weight.
+
+    Activations and norms become identities, max-pools become average pools of the same geometry,
+    convolutions and linear layers get the constant weight ``1/fan_in`` (so values neither explode
+    nor vanish) and zero bias, and every other parameter its absolute value.
+    """
+    probe = copy.deepcopy(model).double().eval()
+    for parent in list(probe.modules()):
+        for name, child in list(parent.named_children()):
+            replacement = _linear_replacement(child)
+            if replacement is not None:
+                setattr(parent, name, replacement)
+    with torch.no_grad():
+        for module in probe.modules():
+            if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.fill_(1.0 / fan_in)
+                if module.bias is not None:
+                    module.bias.zero_()
+            else:
+                for parameter in module.parameters(recurse=False):
+                    parameter.abs_()
+    return probe
+
+
+def _linear_replacement(module: nn.Module) -> nn.Module | None:
+    if _is_activation(module) or isinstance(module, _NORMS):
+        return nn.Identity()
+    if isinstance(module, nn.MaxPool2d):
+        if type(module) is not nn.MaxPool2d or module.dilation not in (1, (1, 1)):
+            raise ValueError(f"cannot linearise {type(module).__name__} (custom forward or dilation); use a plain nn.MaxPool2d.")
+        return nn.AvgPool2d(module.kernel_size, module.stride, module.padding, module.ceil_mode, count_include_pad=True)
+    return None
+
+
+def _probe_support(probe: nn.Module, layer_name_or_module: nn.Module | str, input_shape: Sequence[int], location: Location | None, probe_value: float) -> tuple[torch.Tensor, Location, tuple[int, int]]:
+    x = torch.full((1, *input_shape), probe_value, dtype=torch.float64, requires_grad=True)
+    activation = forward_to_layer(probe, layer_name_or_module, x)
+    grid = (int(activation.shape[2]), int(activation.shape[3]))
+    row, col = location if location is not None else (grid[0] // 2, grid[1] // 2)
+    if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+        raise ValueError(f"location {(row, col)} lies outside the {grid[0]}×{grid[1]} output of the layer.")
+    (gradient,) = torch.autograd.grad(activation[0, :, row, col].sum(), x)
+    return gradient[0].abs().sum(0) > 0, (row, col), grid
+
+
+def _support_box(support: torch.Tensor) -> ReceptiveField:
+    rows = torch.nonzero(support.any(1)).flatten()
+    cols = torch.nonzero(support.any(0)).flatten()
+    if rows.numel() == 0:
+        raise ValueError("no input pixel influences this location in the linearised copy; the model probably applies a nonlinearity outside modules (e.g. F.relu in forward).")
+    return ReceptiveField(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def theoretical_receptive_field(
+    model: nn.Module,
+    layer: str,
+    input_shape: Sequence[int],
+    location: Location | None = None,
+    probe_value: float = 1000.0,
+) -> ReceptiveField:
+    """Every input pixel that can influence ``layer``'s location, clipped to the image.
+
+    Probing instead of walking kernel sizes: a copy of the model is made linear with positive weights
+    (activations and norms → identity, max-pool → average pool, conv/linear weights = 1/fan_in), so no
+    path can cancel or be switched off, and the gradient of the location's channel sum w.r.t. a constant
+    input is non-zero exactly on its receptive field. This follows residual branches, depthwise
+    convolutions, asymmetric "same" padding and cropping as the module graph really runs them. The probe
+    input is a large positive constant so that any affine input scaling inside ``forward`` stays positive.
+
+    Args:
+        model: the network (not modified).
+        layer: dotted name of the layer (resolved on the copy).
+        input_shape: ``(C, H, W)`` of the preprocessed input.
+        location: ``(row, col)``; default the central location.
+    """
+    resolve_layer(model, layer)
+    probe = _linearised_copy(model)
+    support, _, _ = _probe_support(probe, layer, input_shape, location, probe_value)
+    return _support_box(support)
+
+
+def receptive_field_size(model: nn.Module, layer: str, input_shape: Sequence[int], max_scale: int = 8) -> tuple[int, int]:
+    """Unclipped theoretical receptive field ``(height, width)`` in pixels of an interior location.
+
+    The input is enlarged (×2, ×3, … up to ``max_scale``) until the central location's field no longer
+    touches the border; deep layers see more than the whole image, which this number shows.
+    """
+    resolve_layer(model, layer)
+    probe = _linearised_copy(model)
+    channels, height, width = (int(v) for v in input_shape)
+    for scale in range(2, max_scale + 1):
+        support, _, _ = _probe_support(probe, layer, (channels, height * scale, width * scale), None, 1000.0)
+        box = _support_box(support)
+        if box.r0 > 0 and box.c0 > 0 and box.r1 < height * scale and box.c1 < width * scale:
+            return box.height, box.width
+    raise ValueError(f"the receptive field still touches the border at {max_scale}× the input size.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring locality per stage
+# ---------------------------------------------------------------------------------------------
+
+
+def conv_depth(model: nn.Module, layer: nn.Module | str, input_shape: Sequence[int]) -> int:
+    """Number of convolutions executed before ``layer``'s output exists (its depth in conv layers)."""
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    try:
+        layer_grid(model, layer, input_shape)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls[0]
+
+
+def _sample_locations(grid: tuple[int, int], max_cells: int, generator: torch.Generator) -> list[Location]:
+    every = grid_locations(grid)
+    if len(every) <= max_cells:
+        return every
+    picked = torch.randperm(len(every), generator=generator)[:max_cells].sort().values.tolist()
+    return [every[i] for i in picked]
+
+
+def locality_by_stage(
+    model: nn.Module,
+    stages: Sequence[str],
+    images: Sequence[torch.Tensor],
+    *,
+    network: str,
+    weights: str = "trained",
+    image_names: Sequence[str] | None = None,
+    max_cells: int = 49,
+    batch_size: int = 49,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Gradient-based in-cell mass of every sampled cell, per stage and image.
+
+    Stages whose grid has more than ``max_cells`` locations use a seeded random sample of them (the
+    same cells for every image). All-zero gradient maps (a location dead for this image) are dropped
+    with a warning; the ``n_dropped`` column says how many per stage and image.
+
+    Returns:
+        One row per (stage, image, cell): ``network, weights, stage, stage_index, depth`` (convolutions
+        up to the stage), ``relative_depth`` (depth / depth of the last stage), ``grid_h, grid_w, image,
+        row, col, cell, mass`` (ρ) and ``uniform`` (ρ of a uniform map for that cell), ``n_dropped``.
+    """
+    if not images:
+        raise ValueError("images is empty; pass at least one preprocessed image tensor.")
+    names = [f"image{i}" for i in range(len(images))] if image_names is None else list(image_names)
+    if len(names) != len(images):
+        raise ValueError(f"got {len(names)} image_names for {len(images)} images.")
+    input_shape = tuple(_single_image(images[0]).shape)
+    depths = [conv_depth(model, stage, input_shape) for stage in stages]
+    generator = torch.Generator().manual_seed(seed)
+    rows: list[dict] = []
+    total = len(stages) * len(images)
+    with tqdm(total=total, desc=f"{network} ({weights})", leave=False) as bar:
+        for index, stage in enumerate(stages):
+            grid = layer_grid(model, stage, input_shape)
+            chosen = _sample_locations(grid, max_cells, generator)
+            for name, image in zip(names, images):
+                maps = cell_gradients(model, stage, image, chosen, batch_size)
+                keep = maps.flatten(1).sum(1) > 0
+                kept = [loc for loc, k in zip(chosen, keep.tolist()) if k]
+                dropped = len(chosen) - len(kept)
+                if dropped:
+                    warnings.warn(f"{network} ({weights}) {stage} on {name}: {dropped} of {len(chosen)} cells have an all-zero gradient and are left out.", stacklevel=2)
+                if kept:
+                    masses = in_cell_mass(maps[keep], grid, kept)
+                    uniform = uniform_mass(grid, maps.shape[1:], kept)
+                    for (row, col), mass, base in zip(kept, masses.tolist(), uniform.tolist()):
+                        rows.append(
+                            dict(network=network, weights=weights, stage=stage, stage_index=index, depth=depths[index],
+                                 relative_depth=depths[index] / depths[-1], grid_h=grid[0], grid_w=grid[1], image=name,
+                                 row=row, col=col, cell=row * grid[1] + col, mass=mass, uniform=base, n_dropped=dropped)
+                        )
+                bar.update(1)
+    return pd.DataFrame(rows)
+
+
+def bootstrap_band(frame: pd.DataFrame, value: str = "mass", n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Two-level bootstrap percentile band of the mean of ``value``: images, then cells within images.
+
+    Cells of one image are correlated, so images are resampled first and cells inside each drawn image
+    second. With one image the band reflects cell-to-cell spread only.
+    """
+    if frame.empty:
+        raise ValueError("cannot bootstrap an empty table.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}.")
+    rng = np.random.default_rng(seed)
+    groups = [g[value].to_numpy(dtype=float) for _, g in frame.groupby("image", sort=True)]
+    means = np.empty(n_boot)
+    for b in range(n_boot):
+        drawn = rng.integers(0, len(groups), len(groups))
+        means[b] = np.concatenate([rng.choice(groups[i], size=len(groups[i]), replace=True) for i in drawn]).mean()
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def summarize_locality(frame: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Mean in-cell mass per network, weights and stage with a seeded bootstrap band.
+
+    Columns: ``network, weights, stage, stage_index, depth, relative_depth, grid, mass, low, high,
+    uniform, ratio`` (mass / uniform: how many times more concentrated than a uniform map),
+    ``n_images, n_cells``.
+    """
+    keys = ["network", "weights", "stage_index"]
+    rows = []
+    for (network, weights, stage_index), group in frame.groupby(keys, sort=True):
+        low, high = bootstrap_band(group, "mass", n_boot, level, seed)
+        mass, uniform = float(group["mass"].mean()), float(group["uniform"].mean())
+        first = group.iloc[0]
+        rows.append(dict(network=network, weights=weights, stage=first["stage"], stage_index=int(stage_index), depth=int(first["depth"]),
+                         relative_depth=float(first["relative_depth"]), grid=f"{first['grid_h']}×{first['grid_w']}", mass=mass,
+                         low=low, high=high, uniform=uniform, ratio=mass / uniform, n_images=int(group["image"].nunique()), n_cells=len(group)))
+    return pd.DataFrame(rows)
+
+
+def plot_locality_vs_depth(summary: pd.DataFrame, x: str = "relative_depth"):
+    """One panel per weights setting (trained, random): mean ρ per stage with its band, one line per
+    network, and each network's uniform-map baseline dashed. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    settings = list(dict.fromkeys(summary["weights"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), sharey=True, squeeze=False)
+    colours = dict(zip(dict.fromkeys(summary["network"]), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    for ax, setting in zip(axes[0], settings):
+        for network, group in summary[summary["weights"] == setting].groupby("network", sort=False):
+            group = group.sort_values(x)
+            colour = colours[network]
+            ax.plot(group[x], group["mass"], marker="o", color=colour, label=network)
+            ax.fill_between(group[x], group["low"], group["high"], color=colour, alpha=0.2)
+            ax.plot(group[x], group["uniform"], linestyle="--", color=colour, alpha=0.7)
+        ax.set_yscale("log")
+        ax.set_title(f"{setting} weights")
+        ax.set_xlabel("relative depth (conv layers / conv layers at last stage)" if x == "relative_depth" else x)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("in-cell mass ρ (dashed: uniform map)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("In-cell gradient mass vs depth (extension beyond the paper, Decision 7)")
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Widget callback
+# ---------------------------------------------------------------------------------------------
+
+
+def view_position(row: int, col: int, view_grid: int, grid: Sequence[int]) -> Location:
+    """The cell of ``grid`` under the centre of position ``(row, col)`` of a ``view_grid²`` grid.
+
+    Lets one pair of sliders pick the same image region at every stage, whatever its grid size.
+    """
+    if not (0 <= row < view_grid and 0 <= col < view_grid):
+        raise ValueError(f"position {(row, col)} lies outside the {view_grid}×{view_grid} view grid.")
+    return (int((row + 0.5) * grid[0] / view_grid), int((col + 0.5) * grid[1] / view_grid))
+
+
+def show_cell(model: nn.Module, stages: Sequence[str], image: torch.Tensor, display: np.ndarray, stage: str, row: int, col: int, view_grid: int = 7, title: str = ""):
+    """Widget callback: one cell's gradient map with its CAM cell (white) and receptive field (cyan).
+
+    Args:
+        model: the network; ``stages`` its stage names; ``stage`` one of them.
+        image: preprocessed ``(C, H, W)`` input; ``display``: the same image as ``(H, W, 3)`` in [0, 1].
+        row, col: position on a ``view_grid × view_grid`` grid (mapped onto the stage's grid).
+
+    Returns:
+        The matplotlib figure; its ``cell_mass`` attribute holds ρ of the shown cell (None when the
+        cell's gradient is all zero).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    if stage not in stages:
+        raise ValueError(f"stage {stage!r} is not one of {list(stages)}.")
+    image = _single_image(image)
+    grid = layer_grid(model, stage, image.shape)
+    location = view_position(row, col, view_grid, grid)
+    gradient = effective_receptive_field(model, stage, image, location)
+    field = theoretical_receptive_field(model, stage, image.shape, location)
+    r0, r1, c0, c1 = cell_bounds(*location, grid, gradient.shape)
+    mass = float(in_cell_mass(gradient[None], grid, [location])[0]) if gradient.sum() > 0 else None
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.imshow(display)
+    ax.imshow((gradient / gradient.max().clamp_min(1e-12)).numpy(), cmap="jet", alpha=0.5)
+    ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor="white", linewidth=1.5))
+    ax.add_patch(Rectangle((field.c0 - 0.5, field.r0 - 0.5), field.width, field.height, fill=False, edgecolor="cyan", linewidth=1.5, linestyle="--"))
+    shown = "all-zero gradient (dead cell)" if mass is None else f"ρ = {mass:.3f}"
+    ax.set_title(f"{title} {stage} cell {location} of {grid[0]}×{grid[1]}\n{shown}; receptive field {field.height}×{field.width} px".strip(), fontsize=9)
+    ax.axis("off")
+    fig.cell_mass = mass
+    return fig

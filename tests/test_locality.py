@@ -1,0 +1,268 @@
+"""CAM cells, in-cell mass, receptive fields and the per-stage locality measurement."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.locality import (
+    bootstrap_band,
+    cell_bounds,
+    cell_gradients,
+    cell_masks,
+    conv_depth,
+    in_cell_mass,
+    locality_by_stage,
+    receptive_field_size,
+    show_cell,
+    summarize_locality,
+    theoretical_receptive_field,
+    uniform_mass,
+    view_position,
+)
+
+
+# ----------------------------------------------------------------------------- tiny networks
+
+
+class _Residual(nn.Module):
+    """x + depthwise 3×3 conv(x): receptive field 3 through the branch, 1 through the shortcut."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.branch = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.BatchNorm2d(channels), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.branch(x)
+
+
+def _three_pixel_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()).eval()
+
+
+def _pooled_net() -> nn.Module:
+    """conv3 (s1) → ReLU → maxpool 2/2 → residual depthwise conv3: field 1 + 2 + 1 + 2·2 = 8."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2), _Residual(4)).eval()
+
+
+def _pointwise_net() -> nn.Module:
+    """1×1 convolutions and non-overlapping 4×4 pooling: location k depends only on its own 4×4 cell."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 1), nn.ReLU(), nn.AvgPool2d(4), nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 1)
+    ).eval()
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def test_cell_bounds_tile_224_into_32_pixel_cells() -> None:
+    assert cell_bounds(0, 0, (7, 7), (224, 224)) == (0, 32, 0, 32)
+    assert cell_bounds(3, 6, (7, 7), (224, 224)) == (96, 128, 192, 224)
+
+
+def test_cell_bounds_round_ties_half_up_not_to_even() -> None:
+    # 3·150/4 = 112.5: half-up gives 113 (Python's round would give 112).
+    assert cell_bounds(2, 0, (4, 4), (150, 150)) == (75, 113, 0, 38)
+
+
+def test_cells_cover_every_pixel_exactly_once() -> None:
+    masks = cell_masks((9, 9), (260, 260))
+    assert torch.equal(masks.sum(0), torch.ones(260, 260, dtype=torch.long))
+
+
+def test_cell_bounds_rejects_location_outside_grid() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        cell_bounds(7, 0, (7, 7), (224, 224))
+
+
+# ----------------------------------------------------------------------------- in-cell mass
+
+
+def test_uniform_map_gives_cell_area_over_image_area() -> None:
+    masses = in_cell_mass(torch.ones(49, 224, 224), (7, 7))
+    assert torch.allclose(masses, torch.full((49,), 1 / 49, dtype=torch.float64), atol=1e-15)
+    assert torch.allclose(uniform_mass((7, 7), (224, 224)), masses, atol=1e-15)
+
+
+def test_one_hot_maps_give_one_inside_and_zero_outside() -> None:
+    maps = torch.zeros(2, 14, 14)
+    maps[0, 1, 1] = 1.0  # location (0, 0): cell rows/cols [0, 2)
+    maps[1, 1, 1] = 1.0  # location (0, 1): cell cols [2, 4) -> pixel (1, 1) is outside
+    assert in_cell_mass(maps, (7, 7), [(0, 0), (0, 1)]).tolist() == [1.0, 0.0]
+
+
+def test_map_entirely_in_its_cell_gives_one() -> None:
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.zeros(4, 8, 8)
+    for index, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        maps[index, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = torch.rand(4, 4, generator=generator) + 0.1
+    assert torch.allclose(in_cell_mass(maps, (2, 2)), torch.ones(4, dtype=torch.float64), atol=1e-15)
+
+
+def test_half_in_cell_gives_one_half() -> None:
+    maps = torch.zeros(1, 8, 8)
+    maps[0, 0, 0] = 0.3  # inside cell (0, 0) of a 2×2 grid
+    maps[0, 7, 7] = 0.3  # inside cell (1, 1)
+    assert in_cell_mass(maps, (2, 2), [(0, 0)]).item() == 0.5
+
+
+def test_in_cell_mass_accepts_numpy() -> None:
+    assert in_cell_mass(np.ones((4, 8, 8)), (2, 2)).tolist() == [0.25] * 4
+
+
+@pytest.mark.parametrize(
+    ("maps", "grid", "message"),
+    [
+        (torch.ones(48, 224, 224), (7, 7), "48 maps"),
+        (torch.ones(224, 224), (7, 7), "shape"),
+        (-torch.ones(1, 4, 4), (1, 1), "non-negative"),
+        (torch.full((1, 4, 4), float("nan")), (1, 1), "NaN"),
+    ],
+)
+def test_in_cell_mass_rejects_bad_maps(maps: torch.Tensor, grid: tuple[int, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        in_cell_mass(maps, grid)
+
+
+def test_all_zero_map_raises_and_names_it() -> None:
+    maps = torch.ones(4, 8, 8)
+    maps[2] = 0
+    with pytest.raises(ValueError, match=r"\[2\] are all zero"):
+        in_cell_mass(maps, (2, 2))
+
+
+# ----------------------------------------------------------------------------- receptive fields
+
+
+def test_theoretical_field_of_a_3x3_conv_is_3_pixels_wide() -> None:
+    field = theoretical_receptive_field(_three_pixel_net(), "0", (1, 11, 11), (5, 5))
+    assert (field.r0, field.r1, field.c0, field.c1) == (4, 7, 4, 7)
+    assert (field.height, field.width) == (3, 3)
+
+
+def test_theoretical_field_is_clipped_at_the_border() -> None:
+    field = theoretical_receptive_field(_three_pixel_net(), "1", (1, 11, 11), (0, 10))
+    assert (field.r0, field.r1, field.c0, field.c1) == (0, 2, 9, 11)
+
+
+def test_theoretical_field_through_maxpool_and_residual_depthwise_block() -> None:
+    model = _pooled_net()
+    # location (4, 4) of the 8×8 output: pooled pixels 3..5 -> input rows 6..11, plus the first conv's ±1.
+    field = theoretical_receptive_field(model, "3", (1, 16, 16), (4, 4))
+    assert (field.r0, field.r1, field.c0, field.c1) == (5, 13, 5, 13)
+    assert receptive_field_size(model, "3", (1, 16, 16)) == (8, 8)
+
+
+def test_theoretical_field_does_not_modify_the_model() -> None:
+    model = _pooled_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    theoretical_receptive_field(model, "3", (1, 16, 16))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert isinstance(model[1], nn.ReLU) and isinstance(model[2], nn.MaxPool2d)
+
+
+def test_gradient_support_lies_inside_the_theoretical_field() -> None:
+    model = _pooled_net()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(1))
+    gradient = cell_gradients(model, "3", image, [(4, 4)])[0]
+    field = theoretical_receptive_field(model, "3", (1, 16, 16), (4, 4))
+    outside = gradient.clone()
+    outside[field.r0 : field.r1, field.c0 : field.c1] = 0
+    assert gradient.sum() > 0 and outside.abs().max() == 0
+
+
+# ----------------------------------------------------------------------------- gradients and FAME
+
+
+def test_pointwise_network_keeps_each_gradient_in_its_cell() -> None:
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
+    maps = cell_gradients(_pointwise_net(), "5", image)
+    assert maps.shape == (16, 16, 16)
+    assert torch.allclose(in_cell_mass(maps, (4, 4)), torch.ones(16, dtype=torch.float64), atol=1e-6)
+
+
+def test_cell_gradients_do_not_depend_on_the_batch_size() -> None:
+    model = _pooled_net()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(cell_gradients(model, "3", image, batch_size=64), cell_gradients(model, "3", image, batch_size=5), atol=1e-6)
+
+
+def test_cell_gradients_refuse_training_mode() -> None:
+    with pytest.raises(ValueError, match="eval"):
+        cell_gradients(_pooled_net().train(), "3", torch.rand(1, 16, 16))
+
+
+def test_unblurred_fame_per_location_stays_in_its_cell() -> None:
+    fame = pytest.importorskip("fame_utils.fame", reason="fame_utils.fame (FAME core helper) not landed yet")
+    image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(4))
+    config = fame.FameConfig(iterations=5, blur_kernel=None)
+    maps = fame.explain_locations(_pointwise_net(), "5", image, config=config)
+    assert torch.allclose(in_cell_mass(maps, (4, 4)), torch.ones(16, dtype=torch.float64), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- per-stage measurement
+
+
+def test_locality_by_stage_table_and_summary() -> None:
+    model = _pooled_net()
+    images = [torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (5, 6)]
+    frame = locality_by_stage(model, ["0", "3"], images, network="tiny", max_cells=10, seed=0)
+    assert set(frame["stage"]) == {"0", "3"}
+    assert frame.groupby(["stage", "image"]).size().tolist() == [10, 10, 10, 10]
+    assert frame.loc[frame["stage"] == "0", "depth"].iloc[0] == 1 and frame.loc[frame["stage"] == "3", "depth"].iloc[0] == 2
+    assert frame["relative_depth"].max() == 1.0
+    assert ((frame["mass"] > 0) & (frame["mass"] <= 1)).all()
+    # Stage "0" is a 3×3 conv on a 16×16 grid (one-pixel cells): an interior gradient is the 3×3 kernel.
+    summary = summarize_locality(frame, n_boot=200, seed=0)
+    assert list(summary["stage"]) == ["0", "3"]
+    assert (summary["low"] <= summary["mass"]).all() and (summary["mass"] <= summary["high"]).all()
+    assert summary["uniform"].tolist() == pytest.approx([1 / 256, 1 / 64])
+
+
+def test_bootstrap_band_is_seeded_and_degenerate_for_constant_values() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"image": ["a"] * 5 + ["b"] * 5, "mass": np.linspace(0, 1, 10)})
+    assert bootstrap_band(frame, seed=3) == bootstrap_band(frame, seed=3)
+    low, high = bootstrap_band(frame, seed=3)
+    assert low < 0.5 < high
+    constant = frame.assign(mass=0.25)
+    assert bootstrap_band(constant) == (0.25, 0.25)
+
+
+def test_conv_depth_counts_convolutions_up_to_the_layer() -> None:
+    assert conv_depth(_pointwise_net(), "3", (3, 16, 16)) == 2
+
+
+# ----------------------------------------------------------------------------- widget callback
+
+
+def test_view_position_maps_the_same_region_at_every_stage() -> None:
+    assert view_position(3, 3, 7, (7, 7)) == (3, 3)
+    assert view_position(3, 3, 7, (112, 112)) == (56, 56)
+    assert view_position(0, 6, 7, (14, 14)) == (1, 13)
+
+
+def test_show_cell_changes_with_cell_and_stage() -> None:
+    model = _pooled_net()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(7))
+    display = np.repeat(image[0].numpy()[..., None], 3, axis=2)
+    views = {}
+    for key in [("3", 0, 0), ("3", 6, 6), ("0", 0, 0)]:
+        fig = show_cell(model, ["0", "3"], image, display, *key)
+        fig.canvas.draw()
+        views[key] = (np.asarray(fig.canvas.buffer_rgba()).copy(), fig.axes[0].get_title(), fig.cell_mass)
+        plt.close(fig)
+    assert not np.array_equal(views[("3", 0, 0)][0], views[("3", 6, 6)][0])
+    assert "cell (0, 0)" in views[("3", 0, 0)][1] and "cell (7, 7) of 8×8" in views[("3", 6, 6)][1]
+    assert views[("3", 0, 0)][1] != views[("0", 0, 0)][1]
+    assert all(0 < view[2] <= 1 for view in views.values())
