@@ -28,3 +28,27 @@ __all__ = [
     "random_maps",
     "similar_classes",
 ]
+
+from fame_utils.baselines.verification import (  # noqa: E402  (verification helper)
+    CosineSimilarityTarget,
+    DotProductTarget,
+    corrrise,
+    corrrise_masks,
+    corrrise_patch_origins,
+    fggb,
+    fggb_gradients,
+    gradcam_ew_verification,
+    gradcam_verification,
+)
+
+__all__ += [
+    "CosineSimilarityTarget",
+    "DotProductTarget",
+    "corrrise",
+    "corrrise_masks",
+    "corrrise_patch_origins",
+    "fggb",
+    "fggb_gradients",
+    "gradcam_ew_verification",
+    "gradcam_verification",
+]

@@ -1,0 +1,164 @@
+"""Verification baselines: CAM-cosine, Grad-CAM-EW-cosine, CorrRISE, FGGB (fame-method §11)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.baselines.verification import (
+    corrrise,
+    corrrise_masks,
+    corrrise_patch_origins,
+    fggb,
+    fggb_gradients,
+    gradcam_ew_verification,
+    gradcam_verification,
+)
+
+
+def tiny_embedder(seed: int = 0, dims: int = 16) -> nn.Module:
+    """A seeded 32×32 → D embedding net with a 8×8 'body' layer for the CAMs."""
+    torch.manual_seed(seed)
+    net = nn.Sequential()
+    net.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()))
+    net.add_module("body", nn.Sequential(nn.Conv2d(8, 8, 3, stride=4, padding=1), nn.ReLU()))
+    net.add_module("head", nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 8, dims)))
+    return net.eval()
+
+
+def pair_images(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, 32, 32, generator=generator), torch.rand(batch, 3, 32, 32, generator=generator)
+
+
+@pytest.mark.parametrize("method", [gradcam_verification, gradcam_ew_verification])
+def test_cam_cosine_and_dot_targets_give_identical_maps(method):
+    model = tiny_embedder()
+    images, references = pair_images()
+    cosine = method(model, "body", images, references, target="cosine")
+    dot = method(model, "body", images, references, target="dot")
+    assert cosine["dissimilar"] is None
+    assert cosine["similar"].shape == (2, 32, 32)
+    assert cosine["similar"].min() >= 0 and cosine["similar"].max() <= 1
+    assert cosine["similar"].amax(dim=(1, 2)).gt(0.99).all()
+    torch.testing.assert_close(cosine["similar"], dot["similar"], atol=1e-5, rtol=0)
+
+
+def test_cam_accepts_reference_embeddings_and_checks_batch_length():
+    model = tiny_embedder()
+    images, references = pair_images()
+    with torch.no_grad():
+        embeddings = model(references)
+    from_images = gradcam_verification(model, "body", images, references)["similar"]
+    from_embeddings = gradcam_verification(model, "body", images, embeddings)["similar"]
+    torch.testing.assert_close(from_images, from_embeddings)
+    with pytest.raises(ValueError, match="same batch size"):
+        gradcam_verification(model, "body", images, references[:1])
+    with pytest.raises(ValueError, match="cosine' or 'dot"):
+        gradcam_verification(model, "body", images, references, target="l2")
+
+
+def test_corrrise_patches_are_whole_squares_inside_the_image():
+    patch, size = 7, 20
+    origins = corrrise_patch_origins(200, size, patch_size=patch, n_patches=3, seed=3)
+    assert origins.shape == (200, 3, 2)
+    assert origins.min() >= 0 and origins.max() <= size - patch
+    single = corrrise_masks(200, size, patch_size=patch, n_patches=1, seed=3)
+    assert torch.equal((single == 0).sum(dim=(1, 2)), torch.full((200,), patch * patch))
+    masks = corrrise_masks(200, size, patch_size=patch, n_patches=3, seed=3)
+    for mask, corners in zip(masks, origins):
+        painted = torch.zeros(3, size, size, dtype=torch.bool)
+        for k, (row, col) in enumerate(corners.tolist()):
+            painted[k, row : row + patch, col : col + patch] = True
+        assert painted.sum(dim=(1, 2)).tolist() == [patch * patch] * 3  # 3·p² zeros before overlap is counted
+        assert torch.equal(mask == 0, painted.any(dim=0))
+
+
+def test_corrrise_default_patch_scales_with_the_input_size_and_masks_are_seeded():
+    for size, patch in ((112, 30), (150, 40)):
+        single = corrrise_masks(4, size, n_patches=1, seed=0)
+        assert (single == 0).sum(dim=(1, 2)).tolist() == [patch * patch] * 4
+    assert torch.equal(corrrise_masks(20, 32, seed=5), corrrise_masks(20, 32, seed=5))
+    assert not torch.equal(corrrise_masks(20, 32, seed=5), corrrise_masks(20, 32, seed=6))
+
+
+class RegionEmbedding(nn.Module):
+    """φ(x) = (mean of x over rows 8–15 / cols 8–15, 0.5): occluding that region lowers cos with (1, 0)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        region = x[:, :, 8:16, 8:16].mean(dim=(1, 2, 3))
+        return torch.stack([region, torch.full_like(region, 0.5)], dim=1)
+
+
+def test_corrrise_finds_the_region_that_carries_the_similarity():
+    images = torch.ones(1, 3, 32, 32)
+    reference = torch.tensor([[1.0, 0.0]])
+    maps = corrrise(RegionEmbedding(), images, reference, n_masks=300, seed=0, batch_size=64)
+    similar, dissimilar = maps["similar"][0], maps["dissimilar"][0]
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[8:16, 8:16] = True
+    assert similar[inside].mean() > 3 * similar[~inside].mean()
+    assert inside.flatten()[similar.argmax()]
+    assert torch.all(similar * dissimilar == 0)  # polarities are disjoint
+    assert torch.isfinite(similar).all() and torch.isfinite(dissimilar).all()
+
+
+def test_corrrise_gives_zero_where_a_pixel_is_never_occluded():
+    masks = corrrise_masks(100, 32, patch_size=6, seed=1)
+    masks[:, 0, 0] = 1.0
+    maps = corrrise(RegionEmbedding(), torch.ones(1, 3, 32, 32), torch.tensor([[1.0, 0.0]]), masks=masks)
+    assert maps["similar"][0, 0, 0] == 0 and maps["dissimilar"][0, 0, 0] == 0
+
+
+def test_corrrise_is_seed_reproducible():
+    model = tiny_embedder()
+    images, references = pair_images(1)
+    first = corrrise(model, images, references, n_masks=40, seed=2)
+    second = corrrise(model, images, references, n_masks=40, seed=2)
+    torch.testing.assert_close(first["similar"], second["similar"], atol=0, rtol=0)
+
+
+def test_fggb_batched_vjp_equals_sequential_backward_passes():
+    model = tiny_embedder()
+    images, references = pair_images()
+    batched = fggb_gradients(model, images[0])
+    chunked = fggb_gradients(model, images[0], chunk_size=5)
+    sequential = fggb_gradients(model, images[0], batched=False)
+    assert batched.shape == (16, 3, 32, 32)
+    torch.testing.assert_close(batched, sequential, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked, sequential, atol=1e-5, rtol=0)
+    maps_batched = fggb(model, images, references, threshold=0.2, blur_kernel=5, blur_sigma=1.0)
+    maps_sequential = fggb(model, images, references, threshold=0.2, blur_kernel=5, blur_sigma=1.0, batched=False)
+    for key in ("similar", "dissimilar"):
+        torch.testing.assert_close(maps_batched[key], maps_sequential[key], atol=1e-5, rtol=0)
+
+
+def test_fggb_differentiates_through_the_l2_normalisation():
+    # ‖φ̂‖ is constant (≈ 1), so Σ_i φ̂_i ∂φ̂_i/∂x = 0; without the normalisation this would not vanish.
+    model = tiny_embedder()
+    image = pair_images(1)[0][0]
+    jacobian = fggb_gradients(model, image)
+    with torch.no_grad():
+        embedding = model(image[None])[0]
+    normalized = embedding / embedding.norm()
+    radial = torch.einsum("d,dchw->chw", normalized, jacobian)
+    assert radial.abs().max() < 1e-5 * jacobian.abs().max()
+
+
+def test_fggb_threshold_spread_keeps_similar_map_while_per_dimension_empties_it():
+    model = tiny_embedder()
+    image = pair_images(1)[0]
+    reference = image + 0.01 * torch.randn(image.shape, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        phi_x, phi_r = (torch.nn.functional.normalize(model(x), dim=1)[0] for x in (image, reference))
+    similarity = float(phi_x @ phi_r)
+    threshold = 0.9
+    assert similarity > threshold > float((phi_x * phi_r).max())  # spread: Σ w_i > 0; per-dimension: every w_i < 0
+    spread = fggb(model, image, reference, threshold, blur_kernel=5, blur_sigma=1.0)
+    per_dimension = fggb(model, image, reference, threshold, per_dimension=True, blur_kernel=5, blur_sigma=1.0)
+    assert spread["similar"].max() == 1.0
+    assert per_dimension["similar"].max() == 0.0
+    assert per_dimension["dissimilar"].max() == 1.0
+    for maps in (spread, per_dimension):
+        assert maps["similar"].shape == maps["dissimilar"].shape == (1, 32, 32)
