@@ -1,0 +1,262 @@
+"""Plotting for the notebooks: heatmap overlays, CAM-cell borders and contact / comparison sheets.
+
+Conventions (fame-method.md §4, §10): a panel is the image blended with a jet heatmap at α = 0.5,
+``(1 − α)·image + α·jet(map)``; the CAM cell of location (i, j) on an h×w grid is drawn as a white
+1-px border around rows [round(i·H/h), round((i+1)·H/h)) and the same for columns
+(:func:`fame_utils.locality.cell_bounds`); missing panels are left blank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image
+
+from fame_utils.locality import cell_bounds
+
+__all__ = ["to_rgb", "to_map", "heatmap", "overlay", "draw_cell", "contact_sheet", "comparison_sheet", "show_maps"]
+
+ImageLike = Any  # PIL image, (H, W, 3) / (H, W) array, or (3, H, W) / (H, W, 3) / (H, W) tensor
+
+
+def to_rgb(image: ImageLike) -> np.ndarray:
+    """Return ``image`` as an (H, W, 3) float64 array in [0, 1].
+
+    Accepts a PIL image, a uint8 or float array (H, W, 3) or (H, W), or a tensor (3, H, W), (H, W, 3)
+    or (H, W). Float input must already lie in [0, 1] (use ``ModelSpec.to_display`` for network tensors).
+
+    Raises:
+        ValueError: unsupported shape or float values outside [0, 1].
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+            image = image.permute(1, 2, 0)
+        image = image.numpy()
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    array = array.astype(np.float64)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise ValueError(f"image must be (H, W, 3), (3, H, W) or (H, W); got shape {array.shape}.")
+    if array.size and (array.min() < -1e-6 or array.max() > 1 + 1e-6):
+        raise ValueError(f"image values must lie in [0, 1] (got [{array.min():.3g}, {array.max():.3g}]); un-normalise network tensors first.")
+    return np.clip(array, 0.0, 1.0)
+
+
+def to_map(saliency: ImageLike) -> np.ndarray:
+    """Return a saliency map (H, W) (tensor or array, a leading axis of 1 is dropped) as float64."""
+    if isinstance(saliency, torch.Tensor):
+        saliency = saliency.detach().cpu().numpy()
+    array = np.asarray(saliency, dtype=np.float64)
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2:
+        raise ValueError(f"a saliency map must be (H, W), got shape {array.shape}.")
+    if not np.isfinite(array).all():
+        raise ValueError("saliency map contains NaN or infinite values.")
+    return array
+
+
+def heatmap(saliency: ImageLike, cmap: str = "jet") -> np.ndarray:
+    """Colour a map in [0, 1] with ``cmap``: (H, W) → (H, W, 3) float64 (values are clipped to [0, 1])."""
+    colours = matplotlib.colormaps[cmap](np.clip(to_map(saliency), 0.0, 1.0))
+    return colours[..., :3].astype(np.float64)
+
+
+def overlay(image: ImageLike, saliency: ImageLike, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+    """Blend: (1 − α)·image + α·cmap(saliency), (H, W, 3) float64 in [0, 1]. α = 0 gives the image, 1 the heatmap.
+
+    Raises:
+        ValueError: α outside [0, 1] or map and image of different sizes.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}.")
+    rgb, colours = to_rgb(image), heatmap(saliency, cmap)
+    if rgb.shape != colours.shape:
+        raise ValueError(f"map size {colours.shape[:2]} differs from image size {rgb.shape[:2]}; compute the map at input resolution.")
+    return (1.0 - alpha) * rgb + alpha * colours
+
+
+def draw_cell(ax: Axes, row: int, col: int, grid: int | Sequence[int], size: int | Sequence[int], color: str = "white", lw: float = 1) -> Rectangle:
+    """Draw the CAM cell of location (row, col) on ``ax`` (an ``imshow`` of the image) and return the patch.
+
+    The border runs along the pixel edges of rows [r0, r1) and columns [c0, c1) from
+    :func:`fame_utils.locality.cell_bounds`.
+    """
+    grid_hw = (grid, grid) if isinstance(grid, int) else tuple(grid)
+    size_hw = (size, size) if isinstance(size, int) else tuple(size)
+    r0, r1, c0, c1 = cell_bounds(row, col, grid_hw, size_hw)
+    patch = Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor=color, linewidth=lw)
+    ax.add_patch(patch)
+    return patch
+
+
+def _panel(ax: Axes, panel: ImageLike | None, background: ImageLike | None, alpha: float, cmap: str) -> bool:
+    """Show one panel; a None panel (or a missing map) leaves the axis blank. Returns whether something was drawn."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if panel is None:
+        return False
+    if _is_map(panel):
+        shown = overlay(background, panel, alpha, cmap) if background is not None else heatmap(panel, cmap)
+    else:
+        shown = to_rgb(panel)
+    ax.imshow(shown, interpolation="nearest")
+    return True
+
+
+def _is_map(panel: ImageLike) -> bool:
+    if isinstance(panel, Image.Image):
+        return False
+    shape = tuple(panel.shape)
+    return len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)
+
+
+def contact_sheet(
+    panels: Sequence[ImageLike | None],
+    rows: int,
+    cols: int,
+    titles: Sequence[str | None] | None = None,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    background: ImageLike | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    cells: Sequence[tuple[int, int] | None] | None = None,
+    grid: int | Sequence[int] | None = None,
+    panel_size: float = 1.4,
+    title: str | None = None,
+) -> Figure:
+    """A rows × cols sheet filled row-major from ``panels``; None entries and missing panels stay blank.
+
+    Args:
+        panels: images (shown as they are) or maps (H, W) (overlaid on ``background`` if given).
+        rows, cols: sheet layout; ``len(panels)`` may be smaller than rows·cols (ragged last row).
+        titles: one per panel (None = no title).
+        row_labels, col_labels: labels along the left edge / top.
+        background: the image under every map.
+        alpha, cmap: overlay settings.
+        cells: per panel, the feature-map location whose CAM cell to outline (needs ``grid``).
+        grid: feature-map size for ``cells``.
+        panel_size: inches per panel.
+        title: figure title.
+    """
+    if rows < 1 or cols < 1:
+        raise ValueError(f"rows and cols must be positive, got {rows}×{cols}.")
+    if len(panels) > rows * cols:
+        raise ValueError(f"{len(panels)} panels do not fit a {rows}×{cols} sheet.")
+    _check_optional_length(titles, len(panels), "titles")
+    _check_optional_length(cells, len(panels), "cells")
+    if cells is not None and grid is None:
+        raise ValueError("cells were given without grid: pass the feature-map size, e.g. grid=7.")
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_size, rows * panel_size), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        panel = panels[index] if index < len(panels) else None
+        drawn = _panel(ax, panel, background, alpha, cmap)
+        if drawn and titles is not None and titles[index]:
+            ax.set_title(titles[index], fontsize=7)
+        if drawn and cells is not None and cells[index] is not None:
+            height, width = _panel_size(panel)
+            draw_cell(ax, *cells[index], grid, (height, width))
+    _label_edges(axes, row_labels, col_labels)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_sheet(
+    maps: Mapping[tuple[str, str], ImageLike | None],
+    row_names: Sequence[str],
+    col_names: Sequence[str],
+    backgrounds: ImageLike | Mapping[str, ImageLike] | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    panel_size: float = 1.4,
+    title: str | None = None,
+    missing_text: str = "n/a",
+) -> Figure:
+    """A method × network (or image × method) grid: ``maps[(row, col)]``; a missing or None entry is a blank cell.
+
+    Args:
+        maps: ``{(row_name, col_name): map (H, W)}``.
+        row_names, col_names: order of rows and columns (also their labels).
+        backgrounds: one image for all cells, or ``{row_name or col_name: image}`` (row name wins).
+        missing_text: written in blank cells so readers see the gap is deliberate.
+    """
+    fig, axes = plt.subplots(len(row_names), len(col_names), figsize=(len(col_names) * panel_size, len(row_names) * panel_size), squeeze=False)
+    for i, row in enumerate(row_names):
+        for j, col in enumerate(col_names):
+            background = _background_for(backgrounds, row, col)
+            if not _panel(axes[i, j], maps.get((row, col)), background, alpha, cmap) and missing_text:
+                axes[i, j].text(0.5, 0.5, missing_text, ha="center", va="center", fontsize=7, color="0.5", transform=axes[i, j].transAxes)
+    _label_edges(axes, row_names, col_names)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_maps(
+    maps: torch.Tensor | np.ndarray | Sequence[ImageLike],
+    image: ImageLike | None = None,
+    titles: Sequence[str] | None = None,
+    cols: int | None = None,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    panel_size: float = 2.0,
+) -> Figure:
+    """Quick look: each map (overlaid on ``image`` if given) in one row, or ``cols`` per row."""
+    panels = list(maps)
+    cols = cols or max(len(panels), 1)
+    rows = max(-(-len(panels) // cols), 1)
+    return contact_sheet(panels, rows, cols, titles=titles, background=image, alpha=alpha, cmap=cmap, panel_size=panel_size)
+
+
+def _background_for(backgrounds: ImageLike | Mapping[str, ImageLike] | None, row: str, col: str) -> ImageLike | None:
+    if isinstance(backgrounds, Mapping):
+        return backgrounds.get(row, backgrounds.get(col))
+    return backgrounds
+
+
+def _panel_size(panel: ImageLike) -> tuple[int, int]:
+    if isinstance(panel, Image.Image):
+        return panel.height, panel.width
+    shape = to_map(panel).shape if _is_map(panel) else to_rgb(panel).shape
+    return int(shape[0]), int(shape[1])
+
+
+def _check_optional_length(values: Sequence[Any] | None, expected: int, name: str) -> None:
+    if values is not None and len(values) != expected:
+        raise ValueError(f"{name} has {len(values)} entries for {expected} panels; give one per panel.")
+
+
+def _label_edges(axes: np.ndarray, row_labels: Sequence[str] | None, col_labels: Sequence[str] | None) -> None:
+    if row_labels is not None:
+        if len(row_labels) != axes.shape[0]:
+            raise ValueError(f"{len(row_labels)} row labels for {axes.shape[0]} rows.")
+        for ax, label in zip(axes[:, 0], row_labels):
+            ax.set_ylabel(label, fontsize=8)
+    if col_labels is not None:
+        if len(col_labels) != axes.shape[1]:
+            raise ValueError(f"{len(col_labels)} column labels for {axes.shape[1]} columns.")
+        for ax, label in zip(axes[0], col_labels):
+            existing = ax.get_title()
+            ax.set_title(f"{label}\n{existing}" if existing else label, fontsize=8)

@@ -1,0 +1,98 @@
+"""Plot helpers: overlay arithmetic, CAM-cell borders, blank panels in sheets."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, show_maps, to_rgb
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_to_rgb_accepts_pil_arrays_and_tensors() -> None:
+    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    expected = pixels / 255.0
+    for form in (Image.fromarray(pixels), pixels, torch.from_numpy(expected).permute(2, 0, 1), torch.from_numpy(expected)):
+        rgb = to_rgb(form)
+        assert rgb.shape == (4, 5, 3) and rgb.dtype == np.float64
+        np.testing.assert_allclose(rgb, expected, atol=1e-7)
+    assert to_rgb(np.full((4, 5), 0.25)).shape == (4, 5, 3)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_rgb(np.full((4, 5, 3), 2.0))
+
+
+def test_overlay_interpolates_between_image_and_heatmap() -> None:
+    image = np.random.default_rng(0).random((6, 7, 3))
+    saliency = torch.linspace(0, 1, 42).reshape(6, 7)
+    colours = heatmap(saliency)
+    assert colours.shape == (6, 7, 3)
+    np.testing.assert_allclose(colours[0, 0], matplotlib.colormaps["jet"](0.0)[:3])
+    np.testing.assert_allclose(overlay(image, saliency, alpha=0.0), image)
+    np.testing.assert_allclose(overlay(image, saliency, alpha=1.0), colours)
+    np.testing.assert_allclose(overlay(image, saliency, alpha=0.25), 0.75 * image + 0.25 * colours)
+    with pytest.raises(ValueError, match="differs from image size"):
+        overlay(image, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(image, saliency, alpha=1.5)
+
+
+def test_draw_cell_lands_on_the_cam_cell_edges() -> None:
+    fig, ax = plt.subplots()
+    ax.imshow(np.zeros((224, 224, 3)))
+    patch = draw_cell(ax, 3, 4, 7, 224)
+    assert patch.get_xy() == (4 * 32 - 0.5, 3 * 32 - 0.5)
+    assert (patch.get_width(), patch.get_height()) == (32, 32)
+    assert patch.get_edgecolor()[:3] == (1.0, 1.0, 1.0)
+    other = draw_cell(ax, 0, 0, (7, 7), (112, 112), color="red", lw=2)
+    assert other.get_xy() == (-0.5, -0.5) and other.get_width() == 16 and other.get_linewidth() == 2
+    uneven = draw_cell(ax, 1, 0, 3, 10)  # rows [round(10/3), round(20/3)) = [3, 7)
+    assert uneven.get_xy()[1] == 2.5 and uneven.get_height() == 4
+
+
+def test_contact_sheet_leaves_missing_and_none_panels_blank() -> None:
+    maps = [torch.rand(8, 8), None, torch.rand(8, 8), torch.rand(8, 8), torch.rand(8, 8)]
+    fig = contact_sheet(maps, rows=2, cols=3, titles=["a", None, "c", "d", "e"], row_labels=["row 0", "row 1"],
+                        background=np.full((8, 8, 3), 0.5), cells=[(0, 0), None, (0, 2), (1, 0), (1, 1)], grid=(2, 3))
+    axes = fig.axes
+    assert len(axes) == 6
+    drawn = [len(ax.images) for ax in axes]
+    assert drawn == [1, 0, 1, 1, 1, 0]
+    assert [len(ax.patches) for ax in axes] == [1, 0, 1, 1, 1, 0]
+    assert axes[0].get_ylabel() == "row 0" and axes[3].get_ylabel() == "row 1"
+    assert axes[2].get_title() == "c" and axes[1].get_title() == ""
+    with pytest.raises(ValueError, match="do not fit"):
+        contact_sheet(maps, rows=1, cols=2)
+    with pytest.raises(ValueError, match="titles"):
+        contact_sheet(maps, rows=2, cols=3, titles=["x"])
+
+
+def test_contact_sheet_cells_differ_per_panel() -> None:
+    fig = contact_sheet([np.zeros((14, 14))] * 4, rows=2, cols=2, cells=[(0, 0), (0, 1), (1, 0), (1, 1)], grid=2)
+    corners = [ax.patches[0].get_xy() for ax in fig.axes]
+    assert corners == [(-0.5, -0.5), (6.5, -0.5), (-0.5, 6.5), (6.5, 6.5)]
+
+
+def test_comparison_sheet_blank_cell_for_missing_map() -> None:
+    maps = {("FAME", "lite0"): np.random.default_rng(1).random((8, 8)), ("Grad-CAM", "lite1"): np.zeros((8, 8)), ("FAME", "lite1"): None}
+    fig = comparison_sheet(maps, ["FAME", "Grad-CAM"], ["lite0", "lite1"], backgrounds={"lite0": np.zeros((8, 8, 3)), "lite1": np.ones((8, 8, 3))})
+    axes = fig.axes
+    assert [len(ax.images) for ax in axes] == [1, 0, 0, 1]
+    assert axes[1].texts[0].get_text() == "n/a" and axes[2].texts[0].get_text() == "n/a"
+    assert axes[0].get_title() == "lite0" and axes[2].get_ylabel() == "Grad-CAM"
+
+
+def test_show_maps_wraps_rows() -> None:
+    fig = show_maps(torch.rand(5, 8, 8), image=np.zeros((8, 8, 3)), cols=2)
+    assert len(fig.axes) == 6 and sum(len(ax.images) for ax in fig.axes) == 5
