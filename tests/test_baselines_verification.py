@@ -7,14 +7,17 @@ import torch
 from torch import nn
 
 from fame_utils.baselines.verification import (
+    VERIFICATION_METHODS,
     corrrise,
     corrrise_masks,
     corrrise_patch_origins,
+    explain_pairs,
     fggb,
     fggb_gradients,
     gradcam_ew_verification,
     gradcam_verification,
 )
+from fame_utils.fame import FameConfig, optimize, verification_loss
 
 
 def tiny_embedder(seed: int = 0, dims: int = 16) -> nn.Module:
@@ -162,3 +165,31 @@ def test_fggb_threshold_spread_keeps_similar_map_while_per_dimension_empties_it(
     assert per_dimension["dissimilar"].max() == 1.0
     for maps in (spread, per_dimension):
         assert maps["similar"].shape == maps["dissimilar"].shape == (1, 32, 32)
+
+
+@pytest.mark.parametrize("mode, direction", [("similar", -1), ("dissimilar", 1)])
+def test_fame_similar_loss_lowers_and_dissimilar_loss_raises_the_similarity(mode, direction):
+    model = tiny_embedder()
+    images, references = pair_images()
+    with torch.no_grad():
+        reference_embeddings = model(references)
+        before = torch.nn.functional.cosine_similarity(model(images), reference_embeddings)
+    perturbed = optimize(images, verification_loss(model, reference_embeddings, mode), FameConfig(iterations=40, step_size=2 / 255))
+    with torch.no_grad():
+        after = torch.nn.functional.cosine_similarity(model(perturbed), reference_embeddings)
+    assert torch.all(direction * (after - before) > 0)
+
+
+def test_explain_pairs_runs_every_method_on_both_sides():
+    model = tiny_embedder()
+    gallery, probes = pair_images()
+    result = explain_pairs(model, "body", gallery, probes, threshold=0.2, fame_config=FameConfig(iterations=5, blur_kernel=5, blur_sigma=1.0), n_masks=20)
+    assert tuple(result) == VERIFICATION_METHODS
+    for name, sides in result.items():
+        for side in ("probe", "gallery"):
+            similar, dissimilar = sides[side]["similar"], sides[side]["dissimilar"]
+            assert similar.shape == (2, 32, 32) and 0 <= similar.min() and similar.max() <= 1
+            assert (dissimilar is None) == name.startswith("Grad-CAM")
+    assert not torch.equal(result["FAME"]["probe"]["similar"], result["FAME"]["gallery"]["similar"])
+    with pytest.raises(ValueError, match="unknown methods"):
+        explain_pairs(model, "body", gallery, probes, 0.2, methods=("RISE",))

@@ -30,11 +30,13 @@ __all__ = [
 ]
 
 from fame_utils.baselines.verification import (  # noqa: E402  (verification helper)
+    VERIFICATION_METHODS,
     CosineSimilarityTarget,
     DotProductTarget,
     corrrise,
     corrrise_masks,
     corrrise_patch_origins,
+    explain_pairs,
     fggb,
     fggb_gradients,
     gradcam_ew_verification,
@@ -42,11 +44,13 @@ from fame_utils.baselines.verification import (  # noqa: E402  (verification hel
 )
 
 __all__ += [
+    "VERIFICATION_METHODS",
     "CosineSimilarityTarget",
     "DotProductTarget",
     "corrrise",
     "corrrise_masks",
     "corrrise_patch_origins",
+    "explain_pairs",
     "fggb",
     "fggb_gradients",
     "gradcam_ew_verification",

@@ -23,14 +23,17 @@ from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 from tqdm.auto import tqdm
 
+from fame_utils.fame import FameConfig, explain_verification
 from fame_utils.layers import resolve_layer
 
 __all__ = [
+    "VERIFICATION_METHODS",
     "CosineSimilarityTarget",
     "DotProductTarget",
     "corrrise",
     "corrrise_masks",
     "corrrise_patch_origins",
+    "explain_pairs",
     "fggb",
     "fggb_gradients",
     "gradcam_ew_verification",
@@ -39,6 +42,8 @@ __all__ = [
 
 Maps = dict[str, torch.Tensor | None]
 NORM_EPS = 1e-8
+#: The methods of Tab. 2 / Figs. 3, 10–12, in the paper's order.
+VERIFICATION_METHODS: tuple[str, ...] = ("Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME")
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -317,3 +322,61 @@ def fggb(
         dissimilar.append(negative)
     blurred = [gaussian_blur(torch.stack(maps)[:, None], [blur_kernel, blur_kernel], [blur_sigma, blur_sigma])[:, 0] for maps in (similar, dissimilar)]
     return {"similar": _minmax(blurred[0]).float(), "dissimilar": _minmax(blurred[1]).float()}
+
+
+def explain_pairs(
+    model: nn.Module,
+    target_layer: nn.Module | str,
+    gallery: torch.Tensor,
+    probes: torch.Tensor,
+    threshold: float,
+    methods: tuple[str, ...] = VERIFICATION_METHODS,
+    sides: tuple[str, ...] = ("probe", "gallery"),
+    fame_config: FameConfig | None = None,
+    n_masks: int = 500,
+    seed: int = 0,
+) -> dict[str, dict[str, Maps]]:
+    """Run every verification method on both sides of each pair.
+
+    The probe side explains ``probes`` against the frozen ``gallery`` (the maps the deletion/insertion
+    sweep uses), the gallery side the reverse. CorrRISE uses one seeded mask set for all pairs and
+    sides; FGGB uses ``threshold`` as θ.
+
+    Args:
+        model: embedding network (input in [0, 1]).
+        target_layer: CAM layer (module or dotted name).
+        gallery, probes: the pairs' images ``(N, C, H, W)``.
+        threshold: θ (the clean EER threshold) for FGGB.
+        methods: names from :data:`VERIFICATION_METHODS`.
+        sides: ``"probe"`` and/or ``"gallery"``.
+        fame_config: FAME hyperparameters (default :class:`FameConfig`).
+        n_masks: CorrRISE masks.
+        seed: CorrRISE mask seed.
+
+    Returns:
+        ``result[method][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``.
+
+    Raises:
+        ValueError: unknown method or side, or gallery/probes of different shapes.
+    """
+    unknown = [name for name in methods if name not in VERIFICATION_METHODS] + [side for side in sides if side not in ("probe", "gallery")]
+    if unknown:
+        raise ValueError(f"unknown methods/sides {unknown}; methods are {VERIFICATION_METHODS}, sides 'probe' and 'gallery'.")
+    if gallery.shape != probes.shape:
+        raise ValueError(f"gallery and probes must have the same shape, got {tuple(gallery.shape)} and {tuple(probes.shape)}.")
+    masks = corrrise_masks(n_masks, tuple(probes.shape[-2:]), seed=seed) if "CorrRISE" in methods else None
+    runners: dict[str, Callable[[torch.Tensor, torch.Tensor], Maps]] = {
+        "Grad-CAM": lambda x, r: gradcam_verification(model, target_layer, x, r),
+        "Grad-CAM-EW": lambda x, r: gradcam_ew_verification(model, target_layer, x, r),
+        "CorrRISE": lambda x, r: corrrise(model, x, r, masks=masks),
+        "FGGB": lambda x, r: fggb(model, x, r, threshold),
+        "FAME": lambda x, r: explain_verification(model, x, r, fame_config or FameConfig()),
+    }
+    result: dict[str, dict[str, Maps]] = {}
+    for name in tqdm(methods, desc="methods", leave=False):
+        result[name] = {}
+        for side in sides:
+            explained, reference = (probes, gallery) if side == "probe" else (gallery, probes)
+            maps = runners[name](explained, reference)
+            result[name][side] = {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
+    return result
