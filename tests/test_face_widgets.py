@@ -1,0 +1,93 @@
+"""Face-verification figures and the notebook-05 widget callback."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fame_utils.face_widgets import (
+    FacePairExplanations,
+    SheetRow,
+    deletion_insertion_figure,
+    face_sheet,
+    overlay,
+    pair_method_figure,
+    score_histogram,
+)
+from fame_utils.metrics.verification import VerificationCurves
+
+
+def _pixels(fig) -> np.ndarray:
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba()).copy()
+    plt.close(fig)
+    return pixels
+
+
+def _explanations() -> FacePairExplanations:
+    generator = torch.Generator().manual_seed(0)
+    maps = {
+        "FAME": {side: {"similar": torch.rand(2, 8, 8, generator=generator), "dissimilar": torch.rand(2, 8, 8, generator=generator)} for side in ("gallery", "probe")},
+        "Grad-CAM": {side: {"similar": torch.rand(2, 8, 8, generator=generator), "dissimilar": None} for side in ("gallery", "probe")},
+    }
+    percents = tuple(float(p) for p in range(0, 101, 10))
+    scores = np.linspace(1, 0, 11)[:, None] * np.array([[0.9, 0.3]])
+    curves = {name: VerificationCurves(percents, scores * (k + 1) / 2, scores, np.array([1, 0]), 0.4) for k, name in enumerate(maps)}
+    rgb = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
+    return FacePairExplanations("tiny", rgb, rgb[::-1].copy(), np.array([1, 0]), maps, curves)
+
+
+def test_overlay_interpolates_between_image_and_heatmap():
+    rgb = np.full((4, 4, 3), 0.25, dtype=np.float32)
+    heat = np.zeros((4, 4))
+    np.testing.assert_allclose(overlay(rgb, heat, alpha=0.0), rgb)
+    jet_zero = np.asarray(plt.get_cmap("jet")(0.0)[:3])
+    np.testing.assert_allclose(overlay(rgb, heat, alpha=1.0)[0, 0], jet_zero, atol=1e-6)
+    with pytest.raises(ValueError, match="matching heat"):
+        overlay(rgb, np.zeros((3, 3)))
+
+
+def test_widget_output_changes_with_pair_and_method():
+    explanations = _explanations()
+    base = _pixels(pair_method_figure(explanations, 0, "FAME"))
+    other_pair = _pixels(pair_method_figure(explanations, 1, "FAME"))
+    other_method = _pixels(pair_method_figure(explanations, 0, "Grad-CAM"))
+    assert not np.array_equal(base, other_pair)
+    assert not np.array_equal(base, other_method)
+    with pytest.raises(ValueError, match="unknown method"):
+        pair_method_figure(explanations, 0, "RISE")
+    with pytest.raises(ValueError, match="pair must be"):
+        pair_method_figure(explanations, 2, "FAME")
+
+
+def test_face_sheet_leaves_missing_dissimilar_panels_blank():
+    explanations = _explanations()
+    rows = [SheetRow(f"row {i}", explanations.probe_rgb[i], {m: {k: v[i] if v is not None else None for k, v in explanations.maps[m]["probe"].items()} for m in explanations.maps}) for i in range(2)]
+    fig = face_sheet(rows, ["Grad-CAM", "FAME"])
+    axes = np.asarray(fig.axes).reshape(2, 5)
+    images_per_panel = [[len(axis.images) for axis in row] for row in axes]
+    assert images_per_panel == [[1, 1, 0, 1, 1]] * 2  # input, Grad-CAM e₊, (blank e₋), FAME e₊, FAME e₋
+    plt.close(fig)
+
+
+def test_deletion_insertion_figure_puts_the_auc_in_the_legend():
+    explanations = _explanations()
+    fig = deletion_insertion_figure(explanations.curves, clean_accuracy=1.0)
+    labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    expected = f"FAME ({explanations.curves['FAME'].deletion_auc:.1f})"
+    assert expected in labels and "clean (100.0)" in labels
+    plt.close(fig)
+
+
+def test_score_histogram_draws_one_panel_per_network():
+    frame = pd.DataFrame({"network": ["a", "a", "b", "b"], "score": [0.9, 0.1, 0.8, 0.2], "pair": ["genuine", "impostor"] * 2})
+    fig = score_histogram(frame, {"a": 0.5, "b": 0.4})
+    assert [axis.get_title() for axis in fig.axes] == ["a: θ = 0.500", "b: θ = 0.400"]
+    plt.close(fig)
