@@ -1,0 +1,110 @@
+"""Widget callbacks for the notebooks: plain functions returning a figure, wired to ``ipywidgets`` there.
+
+:func:`show_location_map` runs FAME for one feature-map location of one image and draws the map over
+the photo with the location's CAM cell. :func:`location_explorer` wires it to sliders; the notebook
+cell only displays what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from fame_utils.fame import FameConfig, explain_locations, feature_grid
+from fame_utils.viz import draw_cell, overlay
+
+__all__ = ["ExplorerImage", "sweep_sigma", "show_location_map", "location_explorer"]
+
+ExplorerImage = tuple[torch.Tensor, np.ndarray]
+"""One explorer entry: the network input (C, H, W) and the same image for display, (H, W, 3) in [0, 1]."""
+
+
+def sweep_sigma(kernel: int) -> float:
+    """σ that tracks the blur kernel, σ = max(k / 6.37, 0.5) (49 → 7.7; the Fig. 5 sweep rule, §7)."""
+    return max(kernel / 6.37, 0.5)
+
+
+def show_location_map(
+    model: nn.Module,
+    layer: nn.Module | str,
+    images: Mapping[str, ExplorerImage],
+    image: str,
+    step_size: float = 1.0,
+    iterations: int = 20,
+    blur_kernel: int = 49,
+    row: int = 0,
+    col: int = 0,
+    alpha: float = 0.5,
+) -> Figure:
+    """FAME map of location (row, col) of ``layer`` for ``images[image]``, over the photo with its CAM cell.
+
+    Args:
+        model, layer: network (eval mode) and the layer whose location is explained.
+        images: name → (network input, display image).
+        image: which entry to explain.
+        step_size: η in units of 1/255.
+        iterations: T (no early stop).
+        blur_kernel: Gaussian kernel (0 = no blur); σ follows it (:func:`sweep_sigma`).
+        row, col: the location (clipped to the layer's grid, so one slider range fits every image size).
+        alpha: overlay weight of the heatmap.
+
+    Returns:
+        A figure (not registered with pyplot) whose ``fame_map`` attribute holds the (H, W) map and
+        ``location`` the explained (row, col).
+    """
+    if image not in images:
+        raise ValueError(f"unknown image {image!r}; choose one of {sorted(images)}.")
+    tensor, display = images[image]
+    grid = feature_grid(model, layer, tensor)
+    location = (min(max(int(row), 0), grid[0] - 1), min(max(int(col), 0), grid[1] - 1))
+    config = FameConfig(
+        step_size=step_size / 255,
+        iterations=int(iterations),
+        blur_kernel=int(blur_kernel) if blur_kernel else None,
+        blur_sigma=sweep_sigma(int(blur_kernel)) if blur_kernel else 1.0,
+    )
+    fame_map = explain_locations(model, layer, tensor, [location], config)[0].cpu().numpy()
+    fig = Figure(figsize=(4, 4))
+    ax = fig.add_subplot()
+    ax.imshow(overlay(display, fame_map, alpha))
+    draw_cell(ax, *location, grid, fame_map.shape)
+    blur = f"blur {config.blur_kernel}/{config.blur_sigma:.1f}" if config.blur_kernel else "no blur"
+    ax.set_title(f"{image}: location {location} of {grid[0]}×{grid[1]}\nη = {step_size:g}/255, T = {iterations}, {blur}", fontsize=8)
+    ax.axis("off")
+    fig.fame_map = fame_map
+    fig.location = location
+    return fig
+
+
+def location_explorer(
+    model: nn.Module,
+    layer: nn.Module | str,
+    images: Mapping[str, ExplorerImage],
+    grid: tuple[int, int] = (7, 7),
+    max_iterations: int = 200,
+    iterations: int = 20,
+    blur_kernel: int = 49,
+):
+    """An ``ipywidgets.interactive`` over :func:`show_location_map` (image, η, T, blur, row, col).
+
+    Sliders update on release only (each change re-runs FAME). ``.result`` holds the last figure.
+    ``iterations`` and ``blur_kernel`` are the sliders' starting values.
+    """
+    import ipywidgets as widgets
+
+    def callback(image: str, step_size: float, iterations: int, blur_kernel: int, row: int, col: int) -> Figure:
+        return show_location_map(model, layer, images, image, step_size, iterations, blur_kernel, row, col)
+
+    continuous = {"continuous_update": False}
+    return widgets.interactive(
+        callback,
+        image=widgets.Dropdown(options=sorted(images), description="image"),
+        step_size=widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=3, step=1, description="η (/255)", **continuous),
+        iterations=widgets.IntSlider(value=min(iterations, max_iterations), min=1, max=max_iterations, description="iterations", **continuous),
+        blur_kernel=widgets.IntSlider(value=blur_kernel, min=1, max=75, step=2, description="blur kernel", **continuous),
+        row=widgets.IntSlider(value=grid[0] // 2, min=0, max=grid[0] - 1, description="row", **continuous),
+        col=widgets.IntSlider(value=grid[1] // 2, min=0, max=grid[1] - 1, description="col", **continuous),
+    )

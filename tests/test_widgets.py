@@ -1,0 +1,56 @@
+"""The notebook-02 explorer callback: different widget values give different maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fame_utils.widgets import location_explorer, show_location_map, sweep_sigma
+
+
+def explorer_inputs() -> tuple[nn.Module, dict]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(4), nn.Conv2d(4, 5, 1)).eval()
+    generator = torch.Generator().manual_seed(1)
+    images = {}
+    for name in ("a", "b"):
+        pixels = torch.rand(3, 28, 28, generator=generator)
+        images[name] = (pixels, pixels.permute(1, 2, 0).numpy())
+    return model, images
+
+
+def test_sweep_sigma_tracks_the_kernel() -> None:
+    assert sweep_sigma(49) == pytest.approx(7.69, abs=0.01)
+    assert sweep_sigma(1) == 0.5
+
+
+def test_callback_map_changes_with_every_control() -> None:
+    model, images = explorer_inputs()
+    base = dict(image="a", step_size=1.0, iterations=3, blur_kernel=5, row=3, col=3)
+    reference = show_location_map(model, "3", images, **base)
+    assert reference.fame_map.shape == (28, 28) and reference.location == (3, 3)
+    assert reference.fame_map.max() == pytest.approx(1.0, abs=1e-6)
+    for change in ({"image": "b"}, {"step_size": 8.0}, {"iterations": 1}, {"blur_kernel": 11}, {"row": 0}, {"col": 6}):
+        changed = show_location_map(model, "3", images, **{**base, **change})
+        assert not np.allclose(changed.fame_map, reference.fame_map, atol=1e-4), change
+    again = show_location_map(model, "3", images, **base)
+    np.testing.assert_array_equal(again.fame_map, reference.fame_map)
+
+
+def test_callback_clips_locations_and_rejects_unknown_images() -> None:
+    model, images = explorer_inputs()
+    assert show_location_map(model, "3", images, "a", iterations=1, blur_kernel=0, row=20, col=-3).location == (6, 0)
+    with pytest.raises(ValueError, match="unknown image"):
+        show_location_map(model, "3", images, "c")
+
+
+def test_interactive_widget_drives_the_callback() -> None:
+    model, images = explorer_inputs()
+    explorer = location_explorer(model, "3", images, grid=(7, 7), max_iterations=5, iterations=2, blur_kernel=5)
+    controls = {widget.description: widget for widget in explorer.kwargs_widgets}
+    first = explorer.result.fame_map
+    controls["row"].value = 0
+    assert explorer.result.location == (0, 3)
+    assert not np.allclose(explorer.result.fame_map, first, atol=1e-4)
