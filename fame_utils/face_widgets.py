@@ -1,7 +1,7 @@
 """Face-verification figures and the notebook-05 widget callback (fame-method §6.6, §6.7).
 
 * :func:`face_sheet` — Fig. 3 / Figs. 10–12: one row per (pair, network), the input crop, then e₊ and e₋
-  of every method as jet overlays (α 0.5) on the RGB crop; a method without e₋ gets a blank panel.
+  of every method as jet overlays (α 0.5, :func:`fame_utils.viz.overlay`) on the RGB crop; a method without e₋ gets a blank panel.
 * :func:`deletion_insertion_figure` — Fig. 4: accuracy vs P, one line per method, AUC in the legend,
   clean accuracy dashed.
 * :func:`score_histogram` — clean genuine/impostor score distributions with the EER threshold.
@@ -22,29 +22,11 @@ import torch
 from matplotlib.figure import Figure
 
 from fame_utils.metrics.verification import VerificationCurves
+from fame_utils.viz import overlay
 
-__all__ = ["FacePairExplanations", "SheetRow", "deletion_insertion_figure", "face_sheet", "overlay", "pair_method_figure", "score_histogram"]
+__all__ = ["FacePairExplanations", "SheetRow", "deletion_insertion_figure", "face_sheet", "pair_method_figure", "score_histogram"]
 
 POLARITIES = (("similar", "e₊"), ("dissimilar", "e₋"))
-
-
-def _as_numpy(array: np.ndarray | torch.Tensor) -> np.ndarray:
-    return array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
-
-
-def overlay(rgb: np.ndarray, heat: np.ndarray | torch.Tensor, alpha: float = 0.5) -> np.ndarray:
-    """Jet heat map blended over an RGB image: (1 − α)·rgb + α·jet(heat), both H×W(×3) in [0, 1].
-
-    Raises:
-        ValueError: shapes that do not match or α outside [0, 1].
-    """
-    image, values = np.asarray(rgb, dtype=np.float32), _as_numpy(heat).astype(np.float32)
-    if image.shape != (*values.shape, 3):
-        raise ValueError(f"rgb must be (H, W, 3) matching heat (H, W); got {image.shape} and {values.shape}.")
-    if not 0 <= alpha <= 1:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
-    coloured = plt.get_cmap("jet")(np.clip(values, 0, 1))[..., :3]
-    return (1 - alpha) * image + alpha * coloured
 
 
 @dataclass(frozen=True)

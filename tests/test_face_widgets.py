@@ -17,7 +17,6 @@ from fame_utils.face_widgets import (
     SheetRow,
     deletion_insertion_figure,
     face_sheet,
-    overlay,
     pair_method_figure,
     score_histogram,
 )
@@ -42,16 +41,6 @@ def _explanations() -> FacePairExplanations:
     curves = {name: VerificationCurves(percents, scores * (k + 1) / 2, scores, np.array([1, 0]), 0.4) for k, name in enumerate(maps)}
     rgb = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
     return FacePairExplanations("tiny", rgb, rgb[::-1].copy(), np.array([1, 0]), maps, curves)
-
-
-def test_overlay_interpolates_between_image_and_heatmap():
-    rgb = np.full((4, 4, 3), 0.25, dtype=np.float32)
-    heat = np.zeros((4, 4))
-    np.testing.assert_allclose(overlay(rgb, heat, alpha=0.0), rgb)
-    jet_zero = np.asarray(plt.get_cmap("jet")(0.0)[:3])
-    np.testing.assert_allclose(overlay(rgb, heat, alpha=1.0)[0, 0], jet_zero, atol=1e-6)
-    with pytest.raises(ValueError, match="matching heat"):
-        overlay(rgb, np.zeros((3, 3)))
 
 
 def test_widget_output_changes_with_pair_and_method():
