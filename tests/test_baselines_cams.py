@@ -176,3 +176,58 @@ def test_centre_gaussian_peaks_at_the_centre_and_is_symmetric():
     assert float(maps[0, 4, 6]) == pytest.approx(float((raw - floor) / (1 - floor)), abs=1e-6)
     with pytest.raises(ValueError, match="sigma"):
         centre_gaussian_maps(torch.zeros(1, 3, 4, 4), sigma=0.0)
+
+
+# ---------------------------------------------------------------- Finer-FAME (ours) and the method dispatcher
+from fame_utils.baselines import CLASSIFIER_METHODS, classifier_maps, finer_fame, finer_loss, finer_targets  # noqa: E402
+from fame_utils.fame import FameConfig, explain_class  # noqa: E402
+
+FAST = FameConfig(iterations=8, blur_kernel=5, blur_sigma=1.0)
+
+
+def test_finer_fame_lowers_the_contrastive_target(model, images):
+    from fame_utils.fame import optimize
+
+    targets = finer_targets(model, images, [0, 1, 2], alpha=1.0)
+    loss = finer_loss(model, targets)
+    perturbed = optimize(images, loss, FAST.replace(iterations=20))
+    with torch.no_grad():
+        assert bool((loss(perturbed) < loss(images)).all())
+
+
+def test_finer_fame_without_contrast_is_fame(model, images):
+    plain = explain_class(model, images, [0, 1, 2], FAST)
+    contrast_free = finer_fame(model, images, [0, 1, 2], FAST, alpha=0.0)
+    assert torch.allclose(plain, contrast_free, atol=1e-3)
+    contrast = finer_fame(model, images, [0, 1, 2], FAST, alpha=1.0)
+    assert not torch.allclose(plain, contrast, atol=1e-2)
+
+
+def test_finer_loss_rejects_a_partial_batch(model, images):
+    loss = finer_loss(model, finer_targets(model, images, [0, 1, 2]))
+    with pytest.raises(ValueError, match="2 samples for 3 targets"):
+        loss(images[:2])
+
+
+@pytest.mark.parametrize("method", CLASSIFIER_METHODS)
+def test_every_classifier_method_gives_maps_in_unit_range(model, images, method):
+    maps = classifier_maps(method, model, LAYER, images, [0, 3, 4], FAST, generator=torch.Generator().manual_seed(0))
+    assert maps.shape == (3, 16, 16)
+    assert float(maps.min()) >= 0.0 and float(maps.max()) <= 1.0 and bool(torch.isfinite(maps).all())
+
+
+def test_dispatcher_fame_variants_and_random_are_reproducible(model, images):
+    fame = classifier_maps("FAME", model, LAYER, images, [0, 1, 2], FAST)
+    assert torch.equal(fame, explain_class(model, images, [0, 1, 2], FAST))
+    faithful = classifier_maps("FAME (paper-faithful)", model, LAYER, images, [0, 1, 2], FAST)
+    assert torch.equal(faithful, explain_class(model, images, [0, 1, 2], FAST.replace(paper_faithful=True)))
+    first = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
+    second = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
+    assert torch.equal(first, second)
+
+
+def test_dispatcher_rejects_unknown_methods_and_length_mismatch(model, images):
+    with pytest.raises(ValueError, match="unknown method"):
+        classifier_maps("LIME", model, LAYER, images, [0, 1, 2])
+    with pytest.raises(ValueError, match="3 images but 1 target classes"):
+        classifier_maps("Random", model, LAYER, images, [0])

@@ -12,13 +12,19 @@ from fame_utils.baselines.cams import (
     hires_cam,
     similar_classes,
 )
+from fame_utils.baselines.classifier_maps import CLASSIFIER_METHODS, SANITY_METHODS, classifier_maps, finer_fame, finer_loss
 from fame_utils.baselines.reference_maps import centre_gaussian_maps, random_maps
 
 __all__ = [
     "CAM_METHODS",
+    "CLASSIFIER_METHODS",
     "EmptyMapWarning",
+    "SANITY_METHODS",
     "cam_maps",
     "centre_gaussian_maps",
+    "classifier_maps",
+    "finer_fame",
+    "finer_loss",
     "finer_cam",
     "finer_targets",
     "full_grad",
