@@ -13,18 +13,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from fame_utils.fame import FameConfig, explain_locations, feature_grid
+from fame_utils.fame import FameConfig, explain_locations, feature_grid, sweep_sigma
 from fame_utils.viz import draw_cell, overlay
 
-__all__ = ["ExplorerImage", "sweep_sigma", "show_location_map", "location_explorer"]
+__all__ = ["ExplorerImage", "show_location_map", "location_explorer"]
 
 ExplorerImage = tuple[torch.Tensor, np.ndarray]
 """One explorer entry: the network input (C, H, W) and the same image for display, (H, W, 3) in [0, 1]."""
-
-
-def sweep_sigma(kernel: int) -> float:
-    """σ that tracks the blur kernel, σ = max(k / 6.37, 0.5) (49 → 7.7; the Fig. 5 sweep rule, §7)."""
-    return max(kernel / 6.37, 0.5)
 
 
 def show_location_map(

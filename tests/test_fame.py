@@ -514,3 +514,30 @@ def test_explain_verification_both_polarities_roles_and_modes() -> None:
 def test_public_names_resolve() -> None:
     for name in fame.__all__:
         assert getattr(fame, name) is not None
+
+
+# --- sweeps (Figs. 5, 6) ---------------------------------------------------------------------------------
+
+
+def test_iteration_sweep_snapshots_equal_separate_runs() -> None:
+    model, x = tiny_classifier(), images()
+    loss = class_loss(model, [0, 1])
+    config = FameConfig(step_size=ETA, blur_kernel=5, blur_sigma=1.5, epsilon=1e9)  # the sweep turns early stop off
+    maps, perturbed = fame.iteration_sweep(x, loss, [1, 4], config)
+    for n in (1, 4):
+        alone = optimize(x, loss, config.replace(iterations=n, epsilon=None))
+        torch.testing.assert_close(perturbed[n], alone, atol=1e-6, rtol=0)
+        torch.testing.assert_close(maps[n], attribution(x, alone, config), atol=1e-5, rtol=0)
+    assert not torch.allclose(maps[1], maps[4], atol=1e-3)  # more iterations change the map
+
+
+def test_step_size_and_blur_sweeps() -> None:
+    model, x = tiny_classifier(), images()
+    maps, perturbed = fame.step_size_sweep(x, class_loss(model, [0, 1]), [0.01, 0.04], no_blur(iterations=3))
+    small, large = ((perturbed[eta] - x).abs().mean() for eta in (0.01, 0.04))
+    assert large > small  # a larger η gives a larger perturbation
+    assert set(maps) == {0.01, 0.04}
+    blurred = fame.blur_sweep(x, perturbed[0.01], [3, 9])
+    assert fame.sweep_sigma(49) == pytest.approx(7.69, abs=0.01) and fame.sweep_sigma(1) == 0.5
+    area = {k: float((m >= 0.5).float().mean()) for k, m in blurred.items()}
+    assert area[9] > area[3]  # a wider blur spreads the map

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.widgets import location_explorer, show_location_map, sweep_sigma
+from fame_utils.widgets import location_explorer, show_location_map
 
 
 def explorer_inputs() -> tuple[nn.Module, dict]:
@@ -20,10 +20,6 @@ def explorer_inputs() -> tuple[nn.Module, dict]:
         images[name] = (pixels, pixels.permute(1, 2, 0).numpy())
     return model, images
 
-
-def test_sweep_sigma_tracks_the_kernel() -> None:
-    assert sweep_sigma(49) == pytest.approx(7.69, abs=0.01)
-    assert sweep_sigma(1) == 0.5
 
 
 def test_callback_map_changes_with_every_control() -> None:
