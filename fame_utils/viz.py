@@ -22,7 +22,7 @@ from PIL import Image
 
 from fame_utils.locality import cell_bounds
 
-__all__ = ["to_rgb", "to_map", "heatmap", "overlay", "draw_cell", "contact_sheet", "comparison_sheet", "show_maps"]
+__all__ = ["to_rgb", "to_map", "heatmap", "overlay", "draw_cell", "contact_sheet", "comparison_sheet", "sweep_sheet", "show_maps"]
 
 ImageLike = Any  # PIL image, (H, W, 3) / (H, W) array, or (3, H, W) / (H, W, 3) / (H, W) tensor
 
@@ -212,6 +212,30 @@ def comparison_sheet(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def sweep_sheet(
+    sweeps: Mapping[str, Mapping[Any, ImageLike]],
+    backgrounds: ImageLike | Mapping[str, ImageLike] | None = None,
+    label: str = "{}",
+    alpha: float = 0.5,
+    panel_size: float = 1.4,
+    title: str | None = None,
+) -> Figure:
+    """Rows = sweeps (e.g. one per network), columns = swept values labelled ``label.format(value)``.
+
+    Columns are the union of all rows' values in first-seen order; a row without a value gets a blank cell.
+    Maps may be (H, W) or (1, H, W).
+    """
+    columns: list[str] = []
+    maps: dict[tuple[str, str], ImageLike] = {}
+    for row, values in sweeps.items():
+        for value, saliency in values.items():
+            column = label.format(value)
+            if column not in columns:
+                columns.append(column)
+            maps[(row, column)] = saliency
+    return comparison_sheet(maps, list(sweeps), columns, backgrounds, alpha=alpha, panel_size=panel_size, title=title)
 
 
 def show_maps(

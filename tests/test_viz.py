@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, show_maps, to_rgb
+from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, show_maps, sweep_sheet, to_rgb
 
 
 @pytest.fixture(autouse=True)
@@ -96,3 +96,12 @@ def test_comparison_sheet_blank_cell_for_missing_map() -> None:
 def test_show_maps_wraps_rows() -> None:
     fig = show_maps(torch.rand(5, 8, 8), image=np.zeros((8, 8, 3)), cols=2)
     assert len(fig.axes) == 6 and sum(len(ax.images) for ax in fig.axes) == 5
+
+
+def test_sweep_sheet_rows_columns_and_gaps() -> None:
+    sweeps = {"net a": {1: torch.rand(1, 8, 8), 25: torch.rand(1, 8, 8)}, "net b": {1: torch.rand(8, 8)}}
+    fig = sweep_sheet(sweeps, backgrounds={"net a": np.zeros((8, 8, 3)), "net b": np.ones((8, 8, 3))}, label="n={}")
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes[:2]] == ["n=1", "n=25"]
+    assert [len(ax.images) for ax in axes] == [1, 1, 1, 0]
+    assert axes[2].get_ylabel() == "net b"

@@ -21,7 +21,6 @@ def explorer_inputs() -> tuple[nn.Module, dict]:
     return model, images
 
 
-
 def test_callback_map_changes_with_every_control() -> None:
     model, images = explorer_inputs()
     base = dict(image="a", step_size=1.0, iterations=3, blur_kernel=5, row=3, col=3)
