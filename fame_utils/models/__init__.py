@@ -84,6 +84,11 @@ def load_model(name: str, weights: str | Path | None = "shipped", device: str | 
         weights = str(weights)
     if weights is not None and not isinstance(weights, str):
         raise TypeError(f"weights must be 'shipped', 'hub', a path or None, got {type(weights).__name__}")
+    if weights == "hub" and name not in TORCHVISION_NETS:
+        raise WeightsNotAvailableError(
+            f"weights='hub' is only for the torchvision networks ({', '.join(TORCHVISION_NETS)}); "
+            f"{name} takes 'shipped' (if it ships), a checkpoint path or None."
+        )
     target = resolve_device(device)
     spec = _BUILDERS[name](name, weights)
     spec.module.to(target).eval()

@@ -244,8 +244,6 @@ def build_dlib_resnet(name: str, weights: str | None) -> ModelSpec:
     source = {"package": "face_recognition_models==0.3.0", "file": f"face_recognition_models/{DLIB_FILE}", "licence": "CC0-1.0"}
     if weights == "shipped":
         path = package_file("face_recognition_models", DLIB_FILE, "face_recognition_models==0.3.0")
-    elif weights == "hub":
-        raise WeightsNotAvailableError("weights='hub' is only for torchvision networks; dlib_resnet ships: use weights='shipped'.")
     elif weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():

