@@ -85,6 +85,18 @@ def test_hub_weights_absent_name_the_expected_file(monkeypatch, tmp_path):
         load_model("resnet34", weights="hub")
 
 
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "sface", "iresnet50"])
+def test_hub_weights_are_only_for_torchvision_networks(name):
+    with pytest.raises(WeightsNotAvailableError, match="only for the torchvision networks"):
+        load_model(name, weights="hub")
+
+
+def test_missing_checkpoint_path_is_named(tmp_path):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(WeightsNotAvailableError, match="nowhere.pth"):
+        load_model("efficientnet_lite0", weights=missing)
+
+
 def test_hub_weights_load_from_the_cache_without_download(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     trained = torchvision_random_resnet34(seed=3)
