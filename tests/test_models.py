@@ -210,6 +210,18 @@ def test_paper_target_layers_are_the_reference_indexing(name, reference):
     assert net.get_submodule(entry.target_layer) is reference(net)
 
 
+def test_efficientnet_regrouping_computes_the_same_logits_as_the_package_model():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with weights_module.seeded_init():
+        package_model = EfficientNet.from_name("efficientnet-lite1").eval()
+    regrouped = load_model("efficientnet_lite1", weights=None, device="cpu").module
+    x = torch.randn(2, 3, 240, 240, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        assert torch.allclose(regrouped(x), package_model(x), atol=1e-5)
+    assert len(regrouped.stages) == 7 and sum(len(group) for group in regrouped.stages) == 21
+
+
 def test_dlib_plan_feature_sizes_at_150():
     stages, _, shapes = _random_geometry("dlib_resnet")
     assert [shapes[s][1:] for s in stages] == [(32, 35, 35), (32, 35, 35), (64, 17, 17), (128, 8, 8), (256, 4, 4), (256, 2, 2)]
