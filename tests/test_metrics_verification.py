@@ -128,7 +128,9 @@ def test_bootstrap_interval_brackets_the_auc_and_collapses_when_pairs_agree():
     gallery, probe, ranking = _pair(torch.arange(100.0))
     same = deletion_insertion(FlattenEmbedding(), gallery.repeat(3, 1, 1, 1), probe.repeat(3, 1, 1, 1), ranking.repeat(3, 1, 1), [1, 1, 1], 0.5)
     assert bootstrap_auc_interval(same, "deletion", n_boot=50) == pytest.approx((75.0, 75.0))
+    assert same.subset([2, 0]).deletion_scores.shape == (11, 2)
     mixed = deletion_insertion(FlattenEmbedding(), gallery.repeat(2, 1, 1, 1), probe.repeat(2, 1, 1, 1), ranking.repeat(2, 1, 1), [1, 0], 0.5)
     low, high = bootstrap_auc_interval(mixed, "deletion", n_boot=200)
     assert low <= mixed.deletion_auc <= high and low < high
+    np.testing.assert_array_equal(mixed.subset([1]).labels, [0])
     assert math.isfinite(low)

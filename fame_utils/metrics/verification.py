@@ -129,6 +129,11 @@ class VerificationCurves:
             raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}.")
         return (scores >= self.threshold) == self.labels.astype(bool)[None, :]
 
+    def subset(self, pairs: Sequence[int]) -> "VerificationCurves":
+        """The same sweep restricted to the pairs at indices ``pairs`` (in that order)."""
+        index = np.asarray(list(pairs), dtype=np.int64)
+        return VerificationCurves(self.percents, self.deletion_scores[:, index], self.insertion_scores[:, index], self.labels[index], self.threshold)
+
     @property
     def deletion(self) -> np.ndarray:
         """Verification accuracy (fraction) per ratio when the top-P % probe pixels are blacked out."""
