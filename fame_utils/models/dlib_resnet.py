@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .spec import FacePreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init
+from .weights import WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init, weights_label
 
 __all__ = ["DlibResNet", "DlibLayer", "read_dlib_dat", "build_dlib_resnet", "DLIB_FILE", "DlibFormatError"]
 
@@ -267,5 +267,5 @@ def build_dlib_resnet(name: str, weights: str | None) -> ModelSpec:
         source=source,
         input_space="[0, 1] RGB 150×150 face chip (dlib chip, padding 0.25); the module computes (255·x − mean_rgb)/256",
         similarity="l2",
-        weights="shipped" if weights == "shipped" else ("random" if weights is None else str(weights)),
+        weights=weights_label(weights),
     )

@@ -25,6 +25,7 @@ from .weights import (
     load_torch_state_dict,
     package_file,
     seeded_init,
+    weights_label,
 )
 
 __all__ = ["EfficientNetLite", "build_efficientnet_lite", "EFFICIENTNET_VARIANTS"]
@@ -121,5 +122,5 @@ def build_efficientnet_lite(name: str, weights: str | None) -> ModelSpec:
         f"target layer 'head' is 1280×{variant.head_grid}×{variant.head_grid}",
         mean=TF_MEAN_STD,
         std=TF_MEAN_STD,
-        weights="shipped" if weights == "shipped" else ("random" if weights is None else str(weights)),
+        weights=weights_label(weights),
     )

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .spec import FacePreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init
+from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init, weights_label
 
 __all__ = ["IResNet", "BasicBlockIR", "build_iresnet", "IRESNET_UNITS", "adaface_state_dict"]
 
@@ -136,5 +136,5 @@ def build_iresnet(name: str, weights: str | None) -> ModelSpec:
         input_space="[0, 1] BGR aligned 112×112 crop (ArcFace 5-point template); the module computes (x − 0.5)/0.5",
         bgr=True,
         similarity="cosine",
-        weights="random" if weights is None else str(weights),
+        weights=weights_label(weights),
     )

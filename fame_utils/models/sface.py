@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .spec import FacePreprocess, ModelSpec
-from .weights import INSTALL_HINT, MissingPackageError, WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init
+from .weights import INSTALL_HINT, MissingPackageError, WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init, weights_label
 
 __all__ = ["SFace", "build_sface", "read_sface_onnx", "SFACE_FILE"]
 
@@ -169,5 +169,5 @@ def build_sface(name: str, weights: str | None) -> ModelSpec:
         source=source,
         input_space="[0, 1] RGB aligned 112×112 crop (ArcFace 5-point template); the module computes (255·x − 127.5)/128",
         similarity="cosine",
-        weights="shipped" if weights == "shipped" else ("random" if weights is None else str(weights)),
+        weights=weights_label(weights),
     )

@@ -19,7 +19,7 @@ from torchvision.models import ConvNeXt_Tiny_Weights, ResNet34_Weights, ResNet50
 from torchvision.models._api import WeightsEnum
 
 from .spec import IMAGENET_MEAN, IMAGENET_STD, ClassifierPreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init
+from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init, weights_label
 
 __all__ = ["TORCHVISION_NETS", "build_torchvision_net", "hub_checkpoint_path"]
 
@@ -98,5 +98,5 @@ def build_torchvision_net(name: str, weights: str | None) -> ModelSpec:
         input_space=f"RGB crop 224×224, z = (x − mean)/std with ImageNet mean/std; target layer {net.target_layer} is {net.grid}",
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        weights="hub" if weights == "hub" else ("random" if weights is None else str(weights)),
+        weights=weights_label(weights),
     )

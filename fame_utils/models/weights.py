@@ -21,6 +21,7 @@ __all__ = [
     "seeded_init",
     "load_torch_state_dict",
     "load_state_dict_strict",
+    "weights_label",
 ]
 
 RANDOM_WEIGHTS_SEED = 0
@@ -56,6 +57,11 @@ def package_file(package: str, relative: str, pip_name: str) -> Path:
     if not path.is_file():
         raise MissingPackageError(f"{path} is missing from the installed {pip_name!r}; reinstall it: {INSTALL_HINT}.")
     return path
+
+
+def weights_label(weights: str | None) -> str:
+    """``ModelSpec.weights``: ``"shipped"``, ``"hub"``, ``"random"`` (for ``None``) or the checkpoint path."""
+    return "random" if weights is None else str(weights)
 
 
 @contextmanager
