@@ -21,6 +21,7 @@ location at all) comes from :func:`theoretical_receptive_field`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from fame_utils.layers import forward_to_layer, resolve_layer
+from fame_utils.layers import capture_layer, forward_to_layer, resolve_layer
 
 __all__ = [
     "Location",
@@ -48,12 +49,20 @@ __all__ = [
     "receptive_field_size",
     "layer_grid",
     "conv_depth",
+    "stage_shapes",
     "locality_by_stage",
     "summarize_locality",
     "bootstrap_band",
     "plot_locality_vs_depth",
     "view_position",
     "show_cell",
+    "NetworkView",
+    "receptive_fields",
+    "plot_cam_assumption",
+    "plot_receptive_fields",
+    "plot_stage_gradients",
+    "show_network_cell",
+    "locality_verdict",
 ]
 
 Location = tuple[int, int]
@@ -221,22 +230,29 @@ def cell_gradients(
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if model.training:
         raise ValueError("put the model in eval mode first (model.eval()): BatchNorm in training mode mixes the replicas.")
-    grid = layer_grid(model, layer, image.shape)
-    chosen = grid_locations(grid) if locations is None else list(locations)
-    for row, col in chosen:
-        if not (0 <= row < grid[0] and 0 <= col < grid[1]):
-            raise ValueError(f"location {(row, col)} lies outside the {grid[0]}×{grid[1]} output of the layer.")
-    maps = []
+    chosen = grid_locations(layer_grid(model, layer, image.shape)) if locations is None else list(locations)
+    if not chosen:
+        raise ValueError("locations is empty; pass at least one (row, col).")
+    maps: list[torch.Tensor] = []
     for start in range(0, len(chosen), batch_size):
         chunk = chosen[start : start + batch_size]
         batch = image.detach().unsqueeze(0).repeat(len(chunk), 1, 1, 1).requires_grad_(True)
         activation = forward_to_layer(model, layer, batch)
+        if activation.ndim != 4:
+            raise ValueError(f"layer output has shape {tuple(activation.shape)}; a spatial (B, C, h, w) map is needed.")
+        _check_locations(chunk, (int(activation.shape[2]), int(activation.shape[3])))
         rows = torch.tensor([r for r, _ in chunk], device=activation.device)
         cols = torch.tensor([c for _, c in chunk], device=activation.device)
         selected = activation[torch.arange(len(chunk), device=activation.device), :, rows, cols]
         (gradient,) = torch.autograd.grad(selected.abs().sum(), batch)
         maps.append(gradient.abs().mean(1).detach().float().cpu())
     return torch.cat(maps)
+
+
+def _check_locations(locations: Sequence[Location], grid: tuple[int, int]) -> None:
+    for row, col in locations:
+        if not (0 <= row < grid[0] and 0 <= col < grid[1]):
+            raise ValueError(f"location {(row, col)} lies outside the {grid[0]}×{grid[1]} output of the layer.")
 
 
 def effective_receptive_field(model: nn.Module, layer: nn.Module | str, image: torch.Tensor, location: Location) -> torch.Tensor:
@@ -349,6 +365,22 @@ def _probe_support(probe: nn.Module, layer: str, input_shape: Sequence[int], loc
     return (gradient[0] != 0).any(0).cpu()
 
 
+def _stage_supports(probe: nn.Module, stages: Sequence[str], input_shape: Sequence[int], locations: Sequence[Location] | None) -> list[ReceptiveField]:
+    """Receptive-field boxes of one location per stage from a single forward pass of the probe copy."""
+    parameter = next(probe.parameters(), None)
+    x = torch.full((1, *input_shape), 1000.0, device=parameter.device if parameter is not None else "cpu", requires_grad=True)
+    with contextlib.ExitStack() as stack:
+        captures = [stack.enter_context(capture_layer(probe, stage)) for stage in stages]
+        forward_to_layer(probe, stages[-1], x)
+    boxes = []
+    for index, capture in enumerate(captures):
+        activation = capture.get()
+        row, col = locations[index] if locations is not None else (activation.shape[2] // 2, activation.shape[3] // 2)
+        (gradient,) = torch.autograd.grad(activation[0, :, row, col].sum(), x, retain_graph=index < len(captures) - 1)
+        boxes.append(_support_box((gradient[0] != 0).any(0).cpu()))
+    return boxes
+
+
 def _support_box(support: torch.Tensor) -> ReceptiveField:
     rows = torch.nonzero(support.any(1)).flatten()
     cols = torch.nonzero(support.any(0)).flatten()
@@ -423,6 +455,37 @@ def conv_depth(model: nn.Module, layer: nn.Module | str, input_shape: Sequence[i
     return calls[0]
 
 
+def stage_shapes(model: nn.Module, stages: Sequence[str], input_shape: Sequence[int]) -> list[tuple[int, tuple[int, int]]]:
+    """``(conv depth, (h, w))`` of every stage output, from one forward pass up to the deepest stage."""
+    modules = [resolve_layer(model, stage) for stage in stages]
+    seen: dict[int, tuple[int, tuple[int, int]]] = {}
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    def record(index: int):
+        def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+            if index not in seen and isinstance(output, torch.Tensor) and output.ndim == 4:
+                seen[index] = (calls[0], (int(output.shape[2]), int(output.shape[3])))
+        return hook
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    handles += [module.register_forward_hook(record(i)) for i, module in enumerate(modules)]
+    try:
+        parameter = next(model.parameters(), None)
+        x = torch.zeros(1, *input_shape, device=parameter.device if parameter is not None else "cpu")
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [stages[i] for i in range(len(stages)) if i not in seen]
+    if missing:
+        raise ValueError(f"stages {missing} produced no spatial (B, C, h, w) output in the forward pass.")
+    return [seen[i] for i in range(len(stages))]
+
+
 def _sample_locations(grid: tuple[int, int], max_cells: int, generator: torch.Generator) -> list[Location]:
     every = grid_locations(grid)
     if len(every) <= max_cells:
@@ -460,13 +523,14 @@ def locality_by_stage(
     if len(names) != len(images):
         raise ValueError(f"got {len(names)} image_names for {len(images)} images.")
     input_shape = tuple(_single_image(images[0]).shape)
-    depths = [conv_depth(model, stage, input_shape) for stage in stages]
+    shapes = stage_shapes(model, stages, input_shape)
+    depths = [depth for depth, _ in shapes]
     generator = torch.Generator().manual_seed(seed)
     rows: list[dict] = []
     total = len(stages) * len(images)
     with tqdm(total=total, desc=f"{network} ({weights})", leave=False) as bar:
         for index, stage in enumerate(stages):
-            grid = layer_grid(model, stage, input_shape)
+            grid = shapes[index][1]
             chosen = _sample_locations(grid, max_cells, generator)
             for name, image in zip(names, images):
                 maps = cell_gradients(model, stage, image, chosen, batch_size)
@@ -533,7 +597,7 @@ def plot_locality_vs_depth(summary: pd.DataFrame, x: str = "relative_depth"):
     network, and each network's uniform-map baseline dashed. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
-    settings = list(dict.fromkeys(summary["weights"]))
+    settings = sorted(dict.fromkeys(summary["weights"]), key=lambda setting: setting != "trained")
     fig, axes = plt.subplots(1, len(settings), figsize=(5.5 * len(settings), 4), sharey=True, squeeze=False)
     colours = dict(zip(dict.fromkeys(summary["network"]), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     for ax, setting in zip(axes[0], settings):
@@ -603,3 +667,153 @@ def show_cell(model: nn.Module, stages: Sequence[str], image: torch.Tensor, disp
     ax.axis("off")
     fig.cell_mass = mass
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebook helpers: tables and figures
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkView:
+    """What the locality figures and the widget need of one network: model, stages and one image."""
+
+    model: nn.Module
+    stages: Sequence[str]
+    image: torch.Tensor
+    display: np.ndarray
+
+
+def receptive_fields(model: nn.Module, stages: Sequence[str], input_shape: Sequence[int], max_scale: int | None = 8) -> pd.DataFrame:
+    """Theoretical receptive field of the central location of every stage (one linearised copy).
+
+    Columns: ``stage, grid, depth, row, col, r0, r1, c0, c1`` (the clipped box on this input),
+    ``clipped_height, clipped_width`` and, when ``max_scale`` is set, ``rf_height, rf_width`` (unclipped,
+    see :func:`receptive_field_size`; None if wider than ``max_scale`` images), ``covers_image`` and
+    ``image_fraction`` (clipped field area / image area).
+    """
+    shapes = stage_shapes(model, stages, input_shape)
+    probe = _linearised_copy(model)
+    channels, height, width = (int(v) for v in input_shape)
+    centres = [(grid[0] // 2, grid[1] // 2) for _, grid in shapes]
+    boxes = _stage_supports(probe, stages, input_shape, centres)
+    rows = []
+    for stage, (depth, grid), location, box in zip(stages, shapes, centres, boxes):
+        row = dict(stage=stage, grid=f"{grid[0]}×{grid[1]}", depth=depth, row=location[0], col=location[1],
+                   r0=box.r0, r1=box.r1, c0=box.c0, c1=box.c1, clipped_height=box.height, clipped_width=box.width,
+                   covers_image=box.height == height and box.width == width, image_fraction=box.height * box.width / (height * width))
+        rows.append(row)
+    if max_scale is not None:
+        tall = _stage_supports(probe, stages, (channels, height * max_scale, width), None)
+        wide = _stage_supports(probe, stages, (channels, height, width * max_scale), None)
+        for row, t, w in zip(rows, tall, wide):
+            row["rf_height"] = t.height if 0 < t.r0 and t.r1 < height * max_scale else None
+            row["rf_width"] = w.width if 0 < w.c0 and w.c1 < width * max_scale else None
+    return pd.DataFrame(rows)
+
+
+def plot_cam_assumption(display: np.ndarray, grid: Sequence[int] = (7, 7), location: Location = (2, 4)):
+    """Three panels: the photo with the CAM grid, the one cell CAM attributes to ``location``, and the
+    upsampled (nearest) one-hot map of that location — the patch CAM paints for it."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    height, width = display.shape[:2]
+    r0, r1, c0, c1 = cell_bounds(*location, grid, (height, width))
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    axes[0].imshow(display)
+    for r in range(grid[0]):
+        for c in range(grid[1]):
+            b = cell_bounds(r, c, grid, (height, width))
+            axes[0].add_patch(Rectangle((b[2] - 0.5, b[0] - 0.5), b[3] - b[2], b[1] - b[0], fill=False, edgecolor="white", linewidth=0.6))
+    axes[0].set_title(f"{grid[0]}×{grid[1]} feature-map grid")
+    onehot = torch.zeros(1, 1, *grid)
+    onehot[0, 0, location[0], location[1]] = 1
+    upsampled = torch.nn.functional.interpolate(onehot, size=(height, width), mode="nearest")[0, 0].numpy()
+    axes[1].imshow(display)
+    axes[1].add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor="white", linewidth=2))
+    axes[1].set_title(f"location {location}: its CAM cell")
+    axes[2].imshow(display * (0.25 + 0.75 * upsampled[..., None]))
+    axes[2].set_title("upsampled one-hot map: what CAM assumes it sees")
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_fields(views: dict[str, NetworkView], tables: dict[str, pd.DataFrame]):
+    """One row per network: the central location's CAM cell (white) and theoretical field (cyan) per stage."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    columns = max(len(t) for t in tables.values())
+    fig, axes = plt.subplots(len(tables), columns, figsize=(1.6 * columns, 1.8 * len(tables)), squeeze=False)
+    for axes_row, (network, table) in zip(axes, tables.items()):
+        display = views[network].display
+        height, width = display.shape[:2]
+        for ax in axes_row:
+            ax.axis("off")
+        for ax, entry in zip(axes_row, table.itertuples()):
+            grid = tuple(int(v) for v in entry.grid.split("×"))
+            r0, r1, c0, c1 = cell_bounds(entry.row, entry.col, grid, (height, width))
+            ax.imshow(display)
+            ax.add_patch(Rectangle((entry.c0 - 0.5, entry.r0 - 0.5), entry.c1 - entry.c0, entry.r1 - entry.r0, fill=False, edgecolor="cyan", linewidth=1.5))
+            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, edgecolor="white", linewidth=1))
+            size = getattr(entry, "rf_height", None)
+            label = f"RF {int(size)} px" if size is not None and not pd.isna(size) else f"RF ≥ {entry.clipped_height} px"
+            ax.set_title(f"{entry.stage}\n{entry.grid}, {label}", fontsize=7)
+        axes_row[0].text(-0.1, 0.5, network, transform=axes_row[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+    fig.suptitle("Theoretical receptive field (cyan) vs CAM cell (white) of the central location", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_stage_gradients(views: dict[str, NetworkView], position: Location = (3, 3), view_grid: int = 7):
+    """One row per network, one panel per stage: the input gradient of the cell under ``position``
+    (on a ``view_grid²`` grid), with its CAM cell in white and its in-cell mass ρ in the title."""
+    import matplotlib.pyplot as plt
+
+    from fame_utils.viz import draw_cell, overlay
+
+    columns = max(len(v.stages) for v in views.values())
+    fig, axes = plt.subplots(len(views), columns, figsize=(1.6 * columns, 1.8 * len(views)), squeeze=False)
+    for axes_row, (network, view) in zip(axes, views.items()):
+        for ax in axes_row:
+            ax.axis("off")
+        for ax, stage in zip(axes_row, view.stages):
+            grid = layer_grid(view.model, stage, view.image.shape)
+            location = view_position(*position, view_grid, grid)
+            gradient = effective_receptive_field(view.model, stage, view.image, location)
+            ax.imshow(overlay(view.display, gradient / gradient.max().clamp_min(1e-12)))
+            draw_cell(ax, *location, grid, gradient.shape)
+            mass = f"ρ={float(in_cell_mass(gradient[None], grid, [location])[0]):.2f}" if gradient.sum() > 0 else "dead cell"
+            ax.set_title(f"{stage}\n{grid[0]}×{grid[1]}, {mass}", fontsize=7)
+        axes_row[0].text(-0.1, 0.5, network, transform=axes_row[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+    fig.suptitle("Input gradient of one cell per stage (white: its CAM cell)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_network_cell(views: dict[str, NetworkView], network: str, stage_index: int, row: int, col: int, view_grid: int = 7):
+    """Widget callback: :func:`show_cell` for ``views[network]`` at stage ``stage_index`` (clamped to
+    the network's last stage, since networks have different numbers of stages)."""
+    if network not in views:
+        raise ValueError(f"unknown network {network!r}; choose one of {list(views)}.")
+    view = views[network]
+    stage = view.stages[min(max(stage_index, 0), len(view.stages) - 1)]
+    return show_cell(view.model, view.stages, view.image, view.display, stage, row, col, view_grid, title=network)
+
+
+def locality_verdict(summary: pd.DataFrame, target_layers: dict[str, str]) -> pd.DataFrame:
+    """Per network and weights: ρ at the first stage, at the CAM target layer and at the last stage,
+    with the uniform baselines and ratios ρ/ρ_uniform (how concentrated relative to a uniform map)."""
+    rows = []
+    for (network, weights), group in summary.groupby(["network", "weights"], sort=False):
+        group = group.sort_values("stage_index")
+        first, last = group.iloc[0], group.iloc[-1]
+        target = group[group["stage"] == target_layers.get(network, last["stage"])]
+        target = target.iloc[0] if not target.empty else last
+        rows.append(dict(network=network, weights=weights, first_stage=first["stage"], first_mass=first["mass"], first_ratio=first["ratio"],
+                         target_stage=target["stage"], target_mass=target["mass"], target_low=target["low"], target_high=target["high"],
+                         target_uniform=target["uniform"], target_ratio=target["ratio"], last_mass=last["mass"], last_ratio=last["ratio"]))
+    return pd.DataFrame(rows)

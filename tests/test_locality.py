@@ -266,3 +266,15 @@ def test_show_cell_changes_with_cell_and_stage() -> None:
     assert "cell (0, 0)" in views[("3", 0, 0)][1] and "cell (7, 7) of 8×8" in views[("3", 6, 6)][1]
     assert views[("3", 0, 0)][1] != views[("0", 0, 0)][1]
     assert all(0 < view[2] <= 1 for view in views.values())
+
+
+def test_receptive_fields_table_matches_single_probes() -> None:
+    from fame_utils.locality import receptive_fields
+
+    model = _pooled_net()
+    table = receptive_fields(model, ["0", "3"], (1, 16, 16), max_scale=4)
+    assert table["stage"].tolist() == ["0", "3"] and table["depth"].tolist() == [1, 2]
+    for entry in table.itertuples():
+        field = theoretical_receptive_field(model, entry.stage, (1, 16, 16), (entry.row, entry.col))
+        assert (entry.r0, entry.r1, entry.c0, entry.c1) == (field.r0, field.r1, field.c0, field.c1)
+    assert table["rf_height"].tolist() == [3, 8] and table["rf_width"].tolist() == [3, 8]
