@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.transforms.functional import rgb_to_grayscale
 
 from fame_utils import fame
+from fame_utils.layers import resolve_layer
 from fame_utils.fame import (
     FameConfig,
     OptimizationTrace,
@@ -541,3 +542,23 @@ def test_step_size_and_blur_sweeps() -> None:
     assert fame.sweep_sigma(49) == pytest.approx(7.69, abs=0.01) and fame.sweep_sigma(1) == 0.5
     area = {k: float((m >= 0.5).float().mean()) for k, m in blurred.items()}
     assert area[9] > area[3]  # a wider blur spreads the map
+
+
+# --- shipped network ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shipped_classifier_location_and_class_maps() -> None:
+    from fame_utils.models import load_model
+
+    spec = load_model("efficientnet_lite0", device="cpu")
+    x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    config = FameConfig(iterations=2)
+    assert fame.feature_grid(spec.module, spec.target_layer, x) == (7, 7)
+    maps = explain_locations(spec.module, spec.target_layer, x, [(0, 0), (6, 6)], config, batch_size=2)
+    assert maps.shape == (2, 224, 224) and maps.min() == 0 and maps.max() == pytest.approx(1, abs=1e-6)
+    assert not torch.allclose(maps[0], maps[1], atol=1e-2)
+    module = resolve_layer(spec.module, spec.target_layer)
+    assert module._forward_hooks == {}
+    loss = class_loss(spec.module, [3])
+    assert loss(optimize(x, loss, config)) < loss(x)
