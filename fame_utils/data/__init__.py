@@ -1,0 +1,62 @@
+"""Shipped real data and loaders for the paper's datasets.
+
+- :mod:`~fame_utils.data.images`: ``load_image`` (any file → upright 8-bit RGB, or ``ImageLoadError``).
+- :mod:`~fame_utils.data.objects`: 20 real photos with hand-annotated ImageNet boxes (``object_images``).
+- :mod:`~fame_utils.data.faces`: MTCNN + similarity alignment, 10 aligned portraits and their pairs
+  (``face_pairs``), the Solvay 1927 photo with 30 face boxes.
+- :mod:`~fame_utils.data.imagenet`: ImageNet val protocol (k per class, first box) and ``map_box``.
+- :mod:`~fame_utils.data.protocols`: AR Face / SCface / CFP ``G, P, T`` protocols over images or HDF5 crops.
+
+``python -m fame_utils.data align`` regenerates ``data/faces/`` (build time only).
+"""
+
+from fame_utils.data.faces import (
+    TEMPLATES,
+    FaceDetection,
+    FaceImage,
+    FaceNotFoundError,
+    FacePair,
+    align_face,
+    align_to_template,
+    box_iou,
+    detect_faces,
+    face_image,
+    face_images,
+    face_pairs,
+    match_boxes,
+    solvay_boxes,
+    solvay_image,
+)
+from fame_utils.data.images import MIN_IMAGE_SIDE, ImageLoadError, load_image, to_rgb
+from fame_utils.data.objects import ObjectImage, imagenet_categories, object_image, object_image_names, object_images
+from fame_utils.data.sheets import draw_boxes, face_pair_sheet, object_box_sheet
+
+__all__ = [
+    "MIN_IMAGE_SIDE",
+    "TEMPLATES",
+    "FaceDetection",
+    "FaceImage",
+    "FaceNotFoundError",
+    "FacePair",
+    "ImageLoadError",
+    "ObjectImage",
+    "align_face",
+    "align_to_template",
+    "box_iou",
+    "detect_faces",
+    "draw_boxes",
+    "face_image",
+    "face_images",
+    "face_pair_sheet",
+    "face_pairs",
+    "imagenet_categories",
+    "load_image",
+    "match_boxes",
+    "object_box_sheet",
+    "object_image",
+    "object_image_names",
+    "object_images",
+    "solvay_boxes",
+    "solvay_image",
+    "to_rgb",
+]

@@ -1,0 +1,62 @@
+"""Check sheets for the shipped data: object photos with their boxes, face pairs, detections."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Rectangle
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from fame_utils.data.faces import FacePair
+    from fame_utils.data.objects import ObjectImage
+
+__all__ = ["draw_boxes", "face_pair_sheet", "object_box_sheet"]
+
+_COLOURS = ("#ff2d2d", "#2dd0ff", "#ffe02d", "#7dff2d", "#ff2dd7")
+
+
+def draw_boxes(ax, boxes: Sequence[Sequence[float]], colour: str = "#ff2d2d", labels: Sequence[str] | None = None, width: float = 2.0) -> None:
+    """Draw end-exclusive (x0, y0, x1, y1) boxes on an ``imshow`` axis (pixel centres at integers)."""
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=width))
+        if labels:
+            ax.text(x0, y0, labels[index], color="black", fontsize=7, va="bottom", ha="left",
+                    bbox={"facecolor": colour, "edgecolor": "none", "pad": 1, "alpha": 0.85})
+
+
+def object_box_sheet(objects: Sequence["ObjectImage"], columns: int = 5, panel_inches: float = 3.2) -> "Figure":
+    """One panel per photo with every annotated box and its ImageNet class name (target first)."""
+    rows = math.ceil(len(objects) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * panel_inches, rows * panel_inches * 0.85), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, obj in zip(axes.flat, objects):
+        ax.imshow(np.asarray(obj.image))
+        for index, (box, name) in enumerate(zip(obj.boxes, obj.class_names)):
+            draw_boxes(ax, [box], _COLOURS[index % len(_COLOURS)] if len(set(obj.classes)) > 1 else _COLOURS[0], [name] if index == 0 or obj.classes[index] != obj.classes[index - 1] else None)
+        ax.set_title(f"{obj.name} ({obj.image.width}x{obj.image.height})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def face_pair_sheet(pairs: Sequence["FacePair"], columns: int = 4, panel_inches: float = 1.6) -> "Figure":
+    """Gallery | probe thumbnails per pair, titled genuine (green) or impostor (red)."""
+    rows = math.ceil(len(pairs) / columns)
+    fig, axes = plt.subplots(rows, 2 * columns, figsize=(2 * columns * panel_inches, rows * panel_inches * 1.15), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for index, pair in enumerate(pairs):
+        row, col = divmod(index, columns)
+        left, right = axes[row, 2 * col], axes[row, 2 * col + 1]
+        left.imshow(np.asarray(pair.gallery))
+        right.imshow(np.asarray(pair.probe))
+        colour = "green" if pair.genuine else "red"
+        left.set_title(pair.gallery_id, fontsize=7, color=colour)
+        right.set_title(pair.probe_id, fontsize=7, color=colour)
+    fig.tight_layout()
+    return fig
