@@ -28,18 +28,32 @@ from fame_utils.data.faces import (
     solvay_image,
 )
 from fame_utils.data.images import MIN_IMAGE_SIDE, ImageLoadError, load_image, to_rgb
+from fame_utils.data.imagenet import (
+    ImageNetSample,
+    imagenet_protocol,
+    load_imagenet_protocol,
+    load_synset_mapping,
+    map_box,
+    parse_prediction_string,
+    sample_imagenet_protocol,
+    write_imagenet_protocol,
+)
 from fame_utils.data.objects import ObjectImage, imagenet_categories, object_image, object_image_names, object_images
+from fame_utils.data.protocols import FACE_PROTOCOLS, ProtocolPair, h5_filename, load_crop, load_face_protocol, read_face_protocol
 from fame_utils.data.sheets import draw_boxes, face_pair_sheet, object_box_sheet
 
 __all__ = [
-    "MIN_IMAGE_SIDE",
-    "TEMPLATES",
+    "FACE_PROTOCOLS",
     "FaceDetection",
     "FaceImage",
     "FaceNotFoundError",
     "FacePair",
     "ImageLoadError",
+    "ImageNetSample",
+    "MIN_IMAGE_SIDE",
     "ObjectImage",
+    "ProtocolPair",
+    "TEMPLATES",
     "align_face",
     "align_to_template",
     "box_iou",
@@ -49,14 +63,25 @@ __all__ = [
     "face_images",
     "face_pair_sheet",
     "face_pairs",
+    "h5_filename",
     "imagenet_categories",
+    "imagenet_protocol",
+    "load_crop",
+    "load_face_protocol",
     "load_image",
+    "load_imagenet_protocol",
+    "load_synset_mapping",
+    "map_box",
     "match_boxes",
     "object_box_sheet",
     "object_image",
     "object_image_names",
     "object_images",
+    "parse_prediction_string",
+    "read_face_protocol",
+    "sample_imagenet_protocol",
     "solvay_boxes",
     "solvay_image",
     "to_rgb",
+    "write_imagenet_protocol",
 ]
