@@ -210,3 +210,55 @@ def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
     assert bootstrap_ci([2.5]) == (2.5, 2.5, 2.5)
     with pytest.raises(ValueError, match="finite"):
         bootstrap_ci([])
+
+
+# ---------------------------------------------------------------- boxes through the network's resize/crop
+from types import SimpleNamespace  # noqa: E402
+
+from PIL import Image  # noqa: E402
+
+from fame_utils.metrics import box_in_input  # noqa: E402
+from fame_utils.models.spec import ClassifierPreprocess  # noqa: E402
+
+
+def fake_spec(resize: int = 232, crop: int = 224) -> SimpleNamespace:
+    return SimpleNamespace(name="tiny", preprocess=ClassifierPreprocess(resize, crop, (0.5,) * 3, (0.5,) * 3), mean=(0.5,) * 3, std=(0.5,) * 3, bgr=False)
+
+
+def test_box_of_a_500x375_image_in_both_conventions():
+    spec = fake_spec()
+    box = (100, 50, 300, 250)
+    # Aspect-preserving: s = 232/375, offsets ((500 s − 224)/2, (375 s − 224)/2) = (42.67, 4).
+    s = 232 / 375
+    expected = tuple(int(min(max(v, 0), 224)) for v in (100 * s - (500 * s - 224) / 2, 50 * s - 4, 300 * s - (500 * s - 224) / 2, 250 * s - 4))
+    assert box_in_input(box, (500, 375), spec) == expected == (19, 26, 142, 150)
+    # Per-axis (paper): s_x = 232/500, s_y = 232/375, both shifted by 4.
+    assert box_in_input(box, (500, 375), spec, paper_faithful=True) == (42, 26, 135, 150)
+    assert box_in_input((0, 0, 500, 375), (500, 375), spec, paper_faithful=True) == (0, 0, 224, 224)
+
+
+def test_box_mapping_needs_a_resize_and_crop_classifier():
+    with pytest.raises(ValueError, match="resize/crop"):
+        box_in_input((0, 0, 5, 5), (10, 10), SimpleNamespace(name="face", preprocess=lambda image: image))
+
+
+# ---------------------------------------------------------------- Table 1 machinery on a tiny classifier
+def test_benchmark_records_every_method_and_photo():
+    from fame_utils.fame import FameConfig
+    from fame_utils.metrics.classification_benchmark import ClassificationSample, format_table, prepare_samples, run_benchmark, summarize
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    spec = SimpleNamespace(**vars(fake_spec(resize=20, crop=16)), module=module, target_layer="0", device=torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    photos = [ClassificationSample(f"p{i}", Image.fromarray(rng.integers(0, 255, (20, 25, 3), dtype=np.uint8)), i % 3, (2, 2, 14, 12)) for i in range(3)]
+    prepared = prepare_samples(spec, photos)
+    assert prepared[0].tensor.shape == (3, 16, 16) and float(prepared[0].pixels.min()) >= 0.0
+    result = run_benchmark(spec, prepared, ["Grad-CAM", "Random"], FameConfig(iterations=2), torch.Generator().manual_seed(0), percents=(0, 50, 100), progress=False)
+    assert len(result.records) == 6 and result.maps["Random"].shape == (3, 16, 16)
+    assert result.curves["Grad-CAM"].deletion.shape == (3, 3)
+    assert result.records["iou@0.5 (default)"].between(0, 100).all()
+    summary = summarize(result.records, seed=0)
+    assert set(summary["n"]) == {3}
+    table = format_table(summary)
+    assert list(table["method"]) == ["Grad-CAM", "Random"] and "deletion AUC (logit drop) ↑" in table.columns

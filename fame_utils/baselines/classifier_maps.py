@@ -5,7 +5,7 @@
 * the CAMs of :mod:`fame_utils.baselines.cams` (Grad-CAM, Grad-CAM-EW, HiResCAM, FullGrad, Finer-CAM);
 * ``"FAME"`` (:func:`fame_utils.fame.explain_class`, corrected defaults) and ``"FAME (paper-faithful)"``
   (the same with ``paper_faithful=True``: |z_o|, ε = 1e-3, max-normalisation);
-* ``"Finer-FAME"``: **a new method of this workbook, not in the paper.** FAME minimising Finer-CAM's
+* ``"Finer-FAME (ours)"``: **a new method of this workbook, not in the paper.** FAME minimising Finer-CAM's
   contrastive target ``y = Σ_k p_k (z_o − α z_k) / Σ_k p_k`` (k = the classes whose logits are closest
   to z_o, fixed on the clean image; p = softmax), so the map marks the pixels that must change to
   stop the network preferring o *over its look-alikes* rather than to suppress o altogether;
@@ -28,7 +28,7 @@ __all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "classifier_maps", "finer_fam
 #: Maps with no knowledge of the network; every table includes them as a floor.
 SANITY_METHODS: tuple[str, ...] = ("Random", "Centre Gaussian")
 #: All method names accepted by :func:`classifier_maps`, in table order.
-CLASSIFIER_METHODS: tuple[str, ...] = (*CAM_METHODS, "FAME", "FAME (paper-faithful)", "Finer-FAME", *SANITY_METHODS)
+CLASSIFIER_METHODS: tuple[str, ...] = (*CAM_METHODS, "FAME", "FAME (paper-faithful)", "Finer-FAME (ours)", *SANITY_METHODS)
 
 
 def finer_loss(model: nn.Module, targets: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -116,7 +116,7 @@ def classifier_maps(
         return explain_class(model, images, list(classes), config.replace(paper_faithful=False))
     if method == "FAME (paper-faithful)":
         return explain_class(model, images, list(classes), config.replace(paper_faithful=True))
-    if method == "Finer-FAME":
+    if method == "Finer-FAME (ours)":
         return finer_fame(model, images, classes, config)
     if method == "Random":
         return random_maps(images, generator=generator)
