@@ -63,6 +63,7 @@ __all__ = [
     "plot_stage_gradients",
     "show_network_cell",
     "locality_verdict",
+    "plot_cell_rows",
 ]
 
 Location = tuple[int, int]
@@ -817,3 +818,29 @@ def locality_verdict(summary: pd.DataFrame, target_layers: dict[str, str]) -> pd
                          target_stage=target["stage"], target_mass=target["mass"], target_low=target["low"], target_high=target["high"],
                          target_uniform=target["uniform"], target_ratio=target["ratio"], last_mass=last["mass"], last_ratio=last["ratio"]))
     return pd.DataFrame(rows)
+
+
+def plot_cell_rows(rows: Sequence[tuple[str, np.ndarray, dict[Location, torch.Tensor], tuple[int, int], int]], alpha: float = 0.5):
+    """Fig. 1 layout: one figure row per ``(label, display, maps by location, grid, feature-map row)``;
+    panel ``c`` shows the map of location (row, c) over the image with its white 1-px CAM cell border
+    (missing maps stay blank)."""
+    import matplotlib.pyplot as plt
+
+    from fame_utils.viz import draw_cell, overlay
+
+    columns = max(grid[1] for _, _, _, grid, _ in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.4 * columns, 1.5 * len(rows)), squeeze=False)
+    for axes_row, (label, display, maps, grid, row) in zip(axes, rows):
+        for col, ax in enumerate(axes_row):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if (row, col) not in maps:
+                continue
+            ax.imshow(overlay(display, maps[(row, col)], alpha))
+            draw_cell(ax, row, col, grid, display.shape[:2])
+            ax.set_title(f"({row}, {col})", fontsize=7)
+        axes_row[0].set_ylabel(f"{label}\nrow {row}", fontsize=7)
+    fig.tight_layout()
+    return fig
