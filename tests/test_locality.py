@@ -278,3 +278,79 @@ def test_receptive_fields_table_matches_single_probes() -> None:
         field = theoretical_receptive_field(model, entry.stage, (1, 16, 16), (entry.row, entry.col))
         assert (entry.r0, entry.r1, entry.c0, entry.c1) == (field.r0, field.r1, field.c0, field.c1)
     assert table["rf_height"].tolist() == [3, 8] and table["rf_width"].tolist() == [3, 8]
+
+
+def test_stage_shapes_give_depth_and_grid_in_one_pass() -> None:
+    from fame_utils.locality import stage_shapes
+
+    assert stage_shapes(_pooled_net(), ["0", "3"], (1, 16, 16)) == [(1, (16, 16)), (2, (8, 8))]
+
+
+def test_network_widget_callback_clamps_the_stage_and_changes_with_the_network() -> None:
+    from fame_utils.locality import NetworkView, show_network_cell
+
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(8))
+    display = np.repeat(image[0].numpy()[..., None], 3, axis=2)
+    views = {"pooled": NetworkView(_pooled_net(), ["0", "3"], image, display),
+             "three": NetworkView(_three_pixel_net(), ["0"], image, display)}
+    titles = []
+    for network, stage_index in [("pooled", 5), ("three", 5)]:
+        fig = show_network_cell(views, network, stage_index, 2, 2)
+        titles.append(fig.axes[0].get_title())
+        plt.close(fig)
+    assert titles[0].startswith("pooled 3 cell") and titles[1].startswith("three 0 cell")
+    with pytest.raises(ValueError, match="unknown network"):
+        show_network_cell(views, "nope", 0, 0, 0)
+
+
+def test_locality_verdict_picks_first_target_and_last_stage() -> None:
+    from fame_utils.locality import locality_verdict
+
+    frame = locality_by_stage(_pooled_net(), ["0", "3"], [torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(9))], network="tiny", max_cells=4)
+    summary = summarize_locality(frame, n_boot=50)
+    verdict = locality_verdict(summary, {"tiny": "0"}).iloc[0]
+    assert (verdict.first_stage, verdict.target_stage) == ("0", "0")
+    assert verdict.last_mass == pytest.approx(summary["mass"].iloc[1])
+    assert verdict.target_ratio == pytest.approx(summary["mass"].iloc[0] * 256)
+
+
+def test_figures_build_without_error_and_show_every_panel() -> None:
+    from fame_utils.locality import plot_cam_assumption, plot_cell_rows, plot_locality_vs_depth
+
+    display = np.full((14, 14, 3), 0.5)
+    fig = plot_cam_assumption(display, (7, 7), (2, 4))
+    assert len(fig.axes) == 3
+    plt.close(fig)
+    maps = {(1, c): torch.rand(14, 14) for c in range(0, 7, 2)}
+    fig = plot_cell_rows([("net", display, maps, (7, 7), 1)])
+    assert sum(bool(ax.images) for ax in fig.axes) == 4
+    plt.close(fig)
+    frame = locality_by_stage(_pooled_net(), ["0", "3"], [torch.rand(1, 16, 16)], network="tiny", max_cells=4)
+    fig = plot_locality_vs_depth(summarize_locality(frame, n_boot=20))
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
+    plt.close(fig)
+
+
+@pytest.mark.slow
+def test_sface_receptive_fields_match_the_kernel_stride_formula() -> None:
+    from fame_utils.locality import receptive_fields
+    from fame_utils.models import load_model
+
+    spec = load_model("sface", device="cpu")
+    table = receptive_fields(spec.module, spec.stages[:3], (3, 112, 112), max_scale=None)
+    # r = 1 + Σ (k_l − 1)·(product of earlier strides): conv_1..conv_2 → 5, conv_4 → 11, conv_6 → 23.
+    assert table["clipped_height"].tolist() == [5, 11, 23]
+
+
+@pytest.mark.slow
+def test_shipped_classifier_gradient_stays_inside_the_theoretical_field() -> None:
+    from fame_utils.models import load_model
+
+    spec = load_model("efficientnet_lite0", device="cpu")
+    image = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    gradient = cell_gradients(spec.module, "stages.2", image, [(14, 14)])[0]
+    field = theoretical_receptive_field(spec.module, "stages.2", (3, 224, 224), (14, 14))
+    outside = gradient.clone()
+    outside[field.r0 : field.r1, field.c0 : field.c1] = 0
+    # stem 3×3/2 → 3, stages.0 dw3 → 7, stages.1 dw3/2 + dw3 → 11, 19, stages.2 dw5/2 + dw5 → 35, 67.
+    assert field.height == 67 and gradient.sum() > 0 and outside.max() == 0
