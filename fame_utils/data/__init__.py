@@ -40,7 +40,7 @@ from fame_utils.data.imagenet import (
 )
 from fame_utils.data.objects import ObjectImage, imagenet_categories, object_image, object_image_names, object_images
 from fame_utils.data.protocols import FACE_PROTOCOLS, ProtocolPair, h5_filename, load_crop, load_face_protocol, read_face_protocol
-from fame_utils.data.sheets import draw_boxes, face_pair_sheet, object_box_sheet
+from fame_utils.data.sheets import alignment_figure, detection_figure, draw_boxes, face_pair_sheet, object_box_sheet
 
 __all__ = [
     "FACE_PROTOCOLS",
@@ -56,8 +56,10 @@ __all__ = [
     "TEMPLATES",
     "align_face",
     "align_to_template",
+    "alignment_figure",
     "box_iou",
     "detect_faces",
+    "detection_figure",
     "draw_boxes",
     "face_image",
     "face_images",
