@@ -61,6 +61,7 @@ __all__ = [
     "plot_cam_assumption",
     "plot_receptive_fields",
     "plot_stage_gradients",
+    "stage_cell_gradients",
     "show_network_cell",
     "locality_verdict",
     "plot_cell_rows",
@@ -769,6 +770,24 @@ def plot_receptive_fields(views: dict[str, NetworkView], tables: dict[str, pd.Da
     return fig
 
 
+def stage_cell_gradients(model: nn.Module, stages: Sequence[str], image: torch.Tensor, position: Location = (3, 3), view_grid: int = 7) -> list[tuple[str, Location, tuple[int, int], torch.Tensor]]:
+    """For every stage, ``(stage, location, grid, (H, W) gradient map)`` of the cell under ``position``
+    (see :func:`view_position`), from one forward pass and one backward pass per stage."""
+    image = _single_image(image)
+    x = image.detach().unsqueeze(0).requires_grad_(True)
+    with contextlib.ExitStack() as stack:
+        captures = [stack.enter_context(capture_layer(model, stage)) for stage in stages]
+        forward_to_layer(model, stages[-1], x)
+    results = []
+    for index, (stage, capture) in enumerate(zip(stages, captures)):
+        activation = capture.get()
+        grid = (int(activation.shape[2]), int(activation.shape[3]))
+        location = view_position(*position, view_grid, grid)
+        (gradient,) = torch.autograd.grad(activation[0, :, location[0], location[1]].abs().sum(), x, retain_graph=index < len(stages) - 1)
+        results.append((stage, location, grid, gradient[0].abs().mean(0).detach().float().cpu()))
+    return results
+
+
 def plot_stage_gradients(views: dict[str, NetworkView], position: Location = (3, 3), view_grid: int = 7):
     """One row per network, one panel per stage: the input gradient of the cell under ``position``
     (on a ``view_grid²`` grid), with its CAM cell in white and its in-cell mass ρ in the title."""
@@ -781,10 +800,7 @@ def plot_stage_gradients(views: dict[str, NetworkView], position: Location = (3,
     for axes_row, (network, view) in zip(axes, views.items()):
         for ax in axes_row:
             ax.axis("off")
-        for ax, stage in zip(axes_row, view.stages):
-            grid = layer_grid(view.model, stage, view.image.shape)
-            location = view_position(*position, view_grid, grid)
-            gradient = effective_receptive_field(view.model, stage, view.image, location)
+        for ax, (stage, location, grid, gradient) in zip(axes_row, stage_cell_gradients(view.model, view.stages, view.image, position, view_grid)):
             ax.imshow(overlay(view.display, gradient / gradient.max().clamp_min(1e-12)))
             draw_cell(ax, *location, grid, gradient.shape)
             mass = f"ρ={float(in_cell_mass(gradient[None], grid, [location])[0]):.2f}" if gradient.sum() > 0 else "dead cell"

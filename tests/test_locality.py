@@ -354,3 +354,13 @@ def test_shipped_classifier_gradient_stays_inside_the_theoretical_field() -> Non
     outside[field.r0 : field.r1, field.c0 : field.c1] = 0
     # stem 3×3/2 → 3, stages.0 dw3 → 7, stages.1 dw3/2 + dw3 → 11, 19, stages.2 dw5/2 + dw5 → 35, 67.
     assert field.height == 67 and gradient.sum() > 0 and outside.max() == 0
+
+
+def test_stage_cell_gradients_equal_single_cell_gradients() -> None:
+    from fame_utils.locality import stage_cell_gradients
+
+    model = _pooled_net()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(10))
+    for stage, location, grid, gradient in stage_cell_gradients(model, ["0", "3"], image, (2, 5)):
+        assert grid == {"0": (16, 16), "3": (8, 8)}[stage]
+        assert torch.allclose(gradient, cell_gradients(model, stage, image, [location])[0], atol=1e-7)
