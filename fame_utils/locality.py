@@ -496,6 +496,32 @@ def _sample_locations(grid: tuple[int, int], max_cells: int, generator: torch.Ge
     return [every[i] for i in picked]
 
 
+def _stage_gradients(model: nn.Module, stages: Sequence[str], image: torch.Tensor, chosen: Sequence[Sequence[Location]], batch_size: int) -> list[torch.Tensor]:
+    """Like :func:`cell_gradients` for several stages at once: per chunk of replicas, one forward pass
+    to the deepest stage and one backward pass per stage (replica b serves location b of every stage)."""
+    if model.training:
+        raise ValueError("put the model in eval mode first (model.eval()): BatchNorm in training mode mixes the replicas.")
+    maps: list[list[torch.Tensor]] = [[] for _ in stages]
+    count = max(len(locations) for locations in chosen)
+    for start in range(0, count, batch_size):
+        size = min(batch_size, count - start)
+        batch = image.detach().unsqueeze(0).repeat(size, 1, 1, 1).requires_grad_(True)
+        with contextlib.ExitStack() as stack:
+            captures = [stack.enter_context(capture_layer(model, stage)) for stage in stages]
+            forward_to_layer(model, stages[-1], batch)
+        for index, capture in enumerate(captures):
+            chunk = list(chosen[index][start : start + size])
+            if not chunk:
+                continue
+            activation = capture.get()
+            rows = torch.tensor([r for r, _ in chunk], device=activation.device)
+            cols = torch.tensor([c for _, c in chunk], device=activation.device)
+            selected = activation[torch.arange(len(chunk), device=activation.device), :, rows, cols]
+            (gradient,) = torch.autograd.grad(selected.abs().sum(), batch, retain_graph=True)
+            maps[index].append(gradient[: len(chunk)].abs().mean(1).detach().float().cpu())
+    return [torch.cat(stage_maps) for stage_maps in maps]
+
+
 def locality_by_stage(
     model: nn.Module,
     stages: Sequence[str],
@@ -511,7 +537,9 @@ def locality_by_stage(
     """Gradient-based in-cell mass of every sampled cell, per stage and image.
 
     Stages whose grid has more than ``max_cells`` locations use a seeded random sample of them (the
-    same cells for every image). All-zero gradient maps (a location dead for this image) are dropped
+    same cells for every image). Per image and chunk of ``batch_size`` replicas, one forward pass runs to
+    the deepest stage and one backward pass per stage gives every replica its own cell's gradient
+    (BatchNorm in eval mode keeps the replicas independent). All-zero gradient maps (a location dead for this image) are dropped
     with a warning; the ``n_dropped`` column says how many per stage and image.
 
     Returns:
@@ -529,28 +557,28 @@ def locality_by_stage(
     depths = [depth for depth, _ in shapes]
     generator = torch.Generator().manual_seed(seed)
     rows: list[dict] = []
-    total = len(stages) * len(images)
-    with tqdm(total=total, desc=f"{network} ({weights})", leave=False) as bar:
-        for index, stage in enumerate(stages):
-            grid = shapes[index][1]
-            chosen = _sample_locations(grid, max_cells, generator)
-            for name, image in zip(names, images):
-                maps = cell_gradients(model, stage, image, chosen, batch_size)
+    chosen = [_sample_locations(grid, max_cells, generator) for _, grid in shapes]
+    with tqdm(total=len(images), desc=f"{network} ({weights})", leave=False) as bar:
+        for name, image in zip(names, images):
+            all_maps = _stage_gradients(model, stages, _single_image(image), chosen, batch_size)
+            for index, (stage, maps) in enumerate(zip(stages, all_maps)):
+                grid = shapes[index][1]
                 keep = maps.flatten(1).sum(1) > 0
-                kept = [loc for loc, k in zip(chosen, keep.tolist()) if k]
-                dropped = len(chosen) - len(kept)
+                kept = [loc for loc, k in zip(chosen[index], keep.tolist()) if k]
+                dropped = len(chosen[index]) - len(kept)
                 if dropped:
-                    warnings.warn(f"{network} ({weights}) {stage} on {name}: {dropped} of {len(chosen)} cells have an all-zero gradient and are left out.", stacklevel=2)
-                if kept:
-                    masses = in_cell_mass(maps[keep], grid, kept)
-                    uniform = uniform_mass(grid, maps.shape[1:], kept)
-                    for (row, col), mass, base in zip(kept, masses.tolist(), uniform.tolist()):
-                        rows.append(
-                            dict(network=network, weights=weights, stage=stage, stage_index=index, depth=depths[index],
-                                 relative_depth=depths[index] / depths[-1], grid_h=grid[0], grid_w=grid[1], image=name,
-                                 row=row, col=col, cell=row * grid[1] + col, mass=mass, uniform=base, n_dropped=dropped)
-                        )
-                bar.update(1)
+                    warnings.warn(f"{network} ({weights}) {stage} on {name}: {dropped} of {len(chosen[index])} cells have an all-zero gradient and are left out.", stacklevel=2)
+                if not kept:
+                    continue
+                masses = in_cell_mass(maps[keep], grid, kept)
+                uniform = uniform_mass(grid, maps.shape[1:], kept)
+                for (row, col), mass, base in zip(kept, masses.tolist(), uniform.tolist()):
+                    rows.append(
+                        dict(network=network, weights=weights, stage=stage, stage_index=index, depth=depths[index],
+                             relative_depth=depths[index] / depths[-1], grid_h=grid[0], grid_w=grid[1], image=name,
+                             row=row, col=col, cell=row * grid[1] + col, mass=mass, uniform=base, n_dropped=dropped)
+                    )
+            bar.update(1)
     return pd.DataFrame(rows)
 
 

@@ -364,3 +364,14 @@ def test_stage_cell_gradients_equal_single_cell_gradients() -> None:
     for stage, location, grid, gradient in stage_cell_gradients(model, ["0", "3"], image, (2, 5)):
         assert grid == {"0": (16, 16), "3": (8, 8)}[stage]
         assert torch.allclose(gradient, cell_gradients(model, stage, image, [location])[0], atol=1e-7)
+
+
+def test_locality_by_stage_matches_per_stage_cell_gradients() -> None:
+    model = _pooled_net()
+    image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(11))
+    frame = locality_by_stage(model, ["0", "3"], [image], network="tiny", max_cells=5, batch_size=2, seed=1)
+    for stage, group in frame.groupby("stage"):
+        locations = list(zip(group["row"], group["col"]))
+        grid = (int(group["grid_h"].iloc[0]), int(group["grid_w"].iloc[0]))
+        expected = in_cell_mass(cell_gradients(model, stage, image, locations), grid, locations)
+        assert np.allclose(group["mass"].to_numpy(), expected.numpy(), atol=1e-6)
