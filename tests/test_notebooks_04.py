@@ -1,0 +1,74 @@
+"""Claims of notebooks/04_image_classification.ipynb, checked on the numbers its smoke run recorded."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import smoke_results
+
+pytestmark = pytest.mark.notebooks
+
+CAMS = ["Grad-CAM", "Grad-CAM-EW", "HiResCAM", "FullGrad", "Finer-CAM"]
+SANITY = ["Random", "Centre Gaussian"]
+
+
+@pytest.fixture(scope="module")
+def results():
+    return smoke_results("04_image_classification")
+
+
+def mean(results, network, method, metric):
+    return results["means"][f"{network}|{method}|{metric}"]
+
+
+def test_every_method_and_metric_was_recorded_and_is_finite(results):
+    assert set(CAMS + SANITY + ["FAME", "FAME (paper-faithful)", "Finer-FAME (ours)"]) == set(results["methods"])
+    for key, value in results["means"].items():
+        assert value is not None and math.isfinite(value), key
+        if "|iou@" in key:
+            assert 0.0 <= value <= 100.0, key
+    assert results["real_method_count"] == len(results["methods"]) - len(SANITY)
+
+
+def test_every_cam_beats_the_random_map_on_insertion(results):
+    for network in results["networks"]:
+        for method in CAMS:
+            assert mean(results, network, method, "insertion_auc") < mean(results, network, "Random", "insertion_auc"), (network, method)
+        assert results["methods_beating_random_insertion"][network] >= len(CAMS)
+
+
+def test_random_map_iou_matches_its_kept_share_on_full_frame_boxes(results):
+    # Uniform noise keeps ≈ (1 − τ) of the pixels; the smoke photos' boxes cover the whole crop,
+    # so IoU ≈ 100 (1 − τ): the floor every method must be compared with.
+    for network in results["networks"]:
+        for tau in (0.3, 0.5, 0.7):
+            assert mean(results, network, "Random", f"iou@{tau:g} (default)") == pytest.approx(100 * (1 - tau), abs=2.0)
+
+
+def test_grad_cam_equals_hires_cam_on_efficientnet_lite(results):
+    # 1×1 head conv → global average pool → linear: the class gradient is spatially constant.
+    for network in results["networks"]:
+        for metric in ("iou@0.3 (default)", "iou@0.5 (default)", "deletion_auc", "insertion_auc"):
+            assert mean(results, network, "Grad-CAM", metric) == pytest.approx(mean(results, network, "HiResCAM", metric), abs=1e-6)
+
+
+def test_paper_faithful_fame_ranks_pixels_like_default_fame_but_raises_low_tau_iou(results):
+    for network in results["networks"]:
+        for metric in ("deletion_auc", "insertion_auc"):
+            assert mean(results, network, "FAME", metric) == pytest.approx(mean(results, network, "FAME (paper-faithful)", metric), abs=1e-6)
+        assert mean(results, network, "FAME (paper-faithful)", "iou@0.3 (default)") > mean(results, network, "FAME", "iou@0.3 (default)")
+
+
+def test_deletion_counts_are_reported_honestly(results):
+    for network in results["networks"]:
+        assert 0 <= results["methods_beating_random_deletion"][network] <= results["real_method_count"]
+
+
+def test_finer_cam_separates_the_three_cat_classes_more_than_grad_cam(results):
+    similarity = results["finer_class_similarity"]
+    assert set(similarity) == {"Grad-CAM", "Finer-CAM", "FAME", "Finer-FAME (ours)"}
+    assert all(-1.0 <= v <= 1.0 for v in similarity.values())
+    assert similarity["Grad-CAM"] > 0.8
+    assert similarity["Finer-CAM"] < similarity["Grad-CAM"] - 0.3
