@@ -257,12 +257,13 @@ def corrrise(
     return {"similar": _minmax(torch.stack(similar)).float(), "dissimilar": _minmax(torch.stack(dissimilar)).float()}
 
 
-def fggb_gradients(model: nn.Module, image: torch.Tensor, batched: bool = True, chunk_size: int | None = None) -> torch.Tensor:
+def fggb_gradients(model: nn.Module, image: torch.Tensor, batched: bool = True, chunk_size: int | None = 32) -> torch.Tensor:
     """Jacobian ``(D, C, H, W)`` of the L2-normalised embedding φ̂(x) = φ(x)/(‖φ(x)‖ + 1e-8) of one image.
 
     Differentiates through the normalisation. ``batched=True`` computes the D rows as batched
     vector-Jacobian products (``autograd.grad(..., is_grads_batched=True)``, ``chunk_size`` rows at a
-    time, all at once by default); ``batched=False`` runs D sequential backward passes.
+    time; None = all D at once, which on a 2-core CPU was slower than chunks of 32 because of memory
+    traffic, see ``benchmarks/fggb.py``); ``batched=False`` runs D sequential backward passes.
     """
     if image.ndim != 3:
         raise ValueError(f"image must be one (C, H, W) tensor, got {tuple(image.shape)}.")
@@ -290,7 +291,7 @@ def fggb(
     blur_kernel: int = 25,
     blur_sigma: float = 5.0,
     batched: bool = True,
-    chunk_size: int | None = None,
+    chunk_size: int | None = 32,
 ) -> Maps:
     """FGGB (Lu et al., FG 2024) as in fame-method §11.
 
