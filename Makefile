@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip
 SMOKE_DIR ?= build/smoke
-PIP_QUIET ?= -q
+INSTALL_FLAGS ?= -q
 
 .PHONY: setup figures paper test unit notebooks nbval benchmarks lab clean
 
@@ -17,9 +17,9 @@ setup: $(STAMP)
 # then the weight-only packages that must go in without dependency resolution.
 $(STAMP): pyproject.toml requirements-nodeps.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install $(PIP_QUIET) --upgrade "pip>=24"
-	$(PIP) install $(PIP_QUIET) -e ".[test,lab]"
-	$(PIP) install $(PIP_QUIET) --no-deps -r requirements-nodeps.txt
+	$(PIP) install $(INSTALL_FLAGS) --upgrade "pip>=24"
+	$(PIP) install $(INSTALL_FLAGS) -e ".[test,lab]"
+	$(PIP) install $(INSTALL_FLAGS) --no-deps -r requirements-nodeps.txt
 	touch $@
 
 figures: setup
