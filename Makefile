@@ -41,7 +41,8 @@ notebooks: setup
 
 # nbval re-executes the smoke copies and compares the outputs marked NBVAL_CHECK_OUTPUT.
 nbval: setup
-	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --current-env \
+	PATH=$(abspath $(BIN)):$$PATH FAME_STATIC_WIDGETS=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --current-env \
+		--nbval-cell-timeout=1800 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(SMOKE_DIR)/executed/*.ipynb
 
 benchmarks: setup

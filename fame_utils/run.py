@@ -19,11 +19,14 @@ import traceback
 from pathlib import Path
 
 from fame_utils.session import EXECUTED, PROFILES, update_manifest
+from fame_utils.widgets import STATIC_WIDGETS_ENV
 
 __all__ = ["NOTEBOOK_DIR", "notebook_paths", "run_notebooks", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+CELL_TIMEOUT = {"smoke": 1800, "default": None, "paper": None}
+"""Seconds one cell may run before the run fails (smoke only: a hung kernel must not stall CI)."""
 
 
 def notebook_paths(selection: list[str] | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -48,10 +51,12 @@ def notebook_paths(selection: list[str] | None = None, notebook_dir: Path = NOTE
 
 
 def _prepare_environment() -> None:
-    """Put this interpreter's bin/ first on PATH so the 'python3' kernel is this environment's Python."""
+    """Put this interpreter's bin/ first on PATH so the 'python3' kernel is this environment's Python,
+    and ask the notebooks for static widget previews (see :func:`fame_utils.widgets.widgets_live`)."""
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    os.environ[STATIC_WIDGETS_ENV] = "1"
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
         os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -87,6 +92,7 @@ def run_notebooks(
                 cwd=str(path.parent),
                 progress_bar=False,
                 log_output=False,
+                execution_timeout=CELL_TIMEOUT[profile],
             )
             status = "ok"
         except Exception as error:  # papermill raises PapermillExecutionError with the cell traceback

@@ -7,7 +7,9 @@ cell only displays what it returns.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -16,10 +18,23 @@ from torch import nn
 from fame_utils.fame import FameConfig, explain_locations, feature_grid, sweep_sigma
 from fame_utils.viz import draw_cell, overlay
 
-__all__ = ["ExplorerImage", "show_location_map", "location_explorer"]
+__all__ = ["ExplorerImage", "STATIC_WIDGETS_ENV", "widgets_live", "show_location_map", "location_explorer"]
+
+STATIC_WIDGETS_ENV = "FAME_STATIC_WIDGETS"
+"""Set to 1 by ``fame_utils.run`` and ``make nbval``: batch runs draw one static preview per widget."""
 
 ExplorerImage = tuple[torch.Tensor, np.ndarray]
 """One explorer entry: the network input (C, H, W) and the same image for display, (H, W, 3) in [0, 1]."""
+
+
+def widgets_live() -> bool:
+    """Whether to build live ``ipywidgets`` (True in JupyterLab).
+
+    Batch runs (papermill, nbval) set ``FAME_STATIC_WIDGETS=1``: the notebooks then call the widget's
+    callback once with its starting values instead, because executing widget comms headless can hang
+    the notebook client (jupyter/nbclient#312). The callbacks themselves are unit-tested.
+    """
+    return os.environ.get(STATIC_WIDGETS_ENV, "").lower() not in {"1", "true", "yes"}
 
 
 def show_location_map(
@@ -86,9 +101,14 @@ def location_explorer(
     """An ``ipywidgets.interactive`` over :func:`show_location_map` (image, η, T, blur, row, col).
 
     Sliders update on release only (each change re-runs FAME). ``.result`` holds the last figure.
-    ``iterations`` and ``blur_kernel`` are the sliders' starting values.
+    ``iterations`` and ``blur_kernel`` are the sliders' starting values. In batch runs
+    (:func:`widgets_live` is False) the figure for the starting values is returned instead.
     """
     import ipywidgets as widgets
+
+    start = dict(step_size=1.0, iterations=min(iterations, max_iterations), blur_kernel=blur_kernel, row=grid[0] // 2, col=grid[1] // 2)
+    if not widgets_live():
+        return show_location_map(model, layer, images, sorted(images)[0], **start)
 
     def callback(image: str, step_size: float, iterations: int, blur_kernel: int, row: int, col: int) -> Figure:
         return show_location_map(model, layer, images, image, step_size, iterations, blur_kernel, row, col)
@@ -97,9 +117,9 @@ def location_explorer(
     return widgets.interactive(
         callback,
         image=widgets.Dropdown(options=sorted(images), description="image"),
-        step_size=widgets.FloatLogSlider(value=1.0, base=2, min=-2, max=3, step=1, description="η (/255)", **continuous),
-        iterations=widgets.IntSlider(value=min(iterations, max_iterations), min=1, max=max_iterations, description="iterations", **continuous),
-        blur_kernel=widgets.IntSlider(value=blur_kernel, min=1, max=75, step=2, description="blur kernel", **continuous),
-        row=widgets.IntSlider(value=grid[0] // 2, min=0, max=grid[0] - 1, description="row", **continuous),
-        col=widgets.IntSlider(value=grid[1] // 2, min=0, max=grid[1] - 1, description="col", **continuous),
+        step_size=widgets.FloatLogSlider(value=start["step_size"], base=2, min=-2, max=3, step=1, description="η (/255)", **continuous),
+        iterations=widgets.IntSlider(value=start["iterations"], min=1, max=max_iterations, description="iterations", **continuous),
+        blur_kernel=widgets.IntSlider(value=start["blur_kernel"], min=1, max=75, step=2, description="blur kernel", **continuous),
+        row=widgets.IntSlider(value=start["row"], min=0, max=grid[0] - 1, description="row", **continuous),
+        col=widgets.IntSlider(value=start["col"], min=0, max=grid[1] - 1, description="col", **continuous),
     )

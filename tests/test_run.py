@@ -74,5 +74,6 @@ def test_committed_notebook_is_clean_and_parameterised(path: Path) -> None:
     for cell in code:
         if "interactive(" in cell.source:
             assert cell.source.startswith("# NBVAL_IGNORE_OUTPUT"), "widget cells must not be compared by nbval"
+            assert "widgets_live()" in cell.source, "build live widgets only when widgets_live() (batch runs hang on widget comms)"
     text = json.dumps(nb)
     assert not re.search(r"[\"' (]/(work|tmp|root|home/[a-z]+)/", text), "machine-local path in notebook"

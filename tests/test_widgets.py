@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.widgets import location_explorer, show_location_map
+from fame_utils.widgets import STATIC_WIDGETS_ENV, location_explorer, show_location_map, widgets_live
 
 
 def explorer_inputs() -> tuple[nn.Module, dict]:
@@ -41,7 +41,9 @@ def test_callback_clips_locations_and_rejects_unknown_images() -> None:
         show_location_map(model, "3", images, "c")
 
 
-def test_interactive_widget_drives_the_callback() -> None:
+def test_interactive_widget_drives_the_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(STATIC_WIDGETS_ENV, raising=False)
+    assert widgets_live()
     model, images = explorer_inputs()
     explorer = location_explorer(model, "3", images, grid=(7, 7), max_iterations=5, iterations=2, blur_kernel=5)
     controls = {widget.description: widget for widget in explorer.kwargs_widgets}
@@ -49,3 +51,13 @@ def test_interactive_widget_drives_the_callback() -> None:
     controls["row"].value = 0
     assert explorer.result.location == (0, 3)
     assert not np.allclose(explorer.result.fame_map, first, atol=1e-4)
+
+
+def test_batch_runs_get_the_starting_figure_instead_of_a_widget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(STATIC_WIDGETS_ENV, "1")
+    assert not widgets_live()
+    model, images = explorer_inputs()
+    preview = location_explorer(model, "3", images, grid=(7, 7), max_iterations=5, iterations=2, blur_kernel=5)
+    expected = show_location_map(model, "3", images, "a", 1.0, 2, 5, 3, 3)
+    assert preview.location == (3, 3)
+    np.testing.assert_array_equal(preview.fame_map, expected.fame_map)
