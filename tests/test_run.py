@@ -77,3 +77,13 @@ def test_committed_notebook_is_clean_and_parameterised(path: Path) -> None:
             assert "widgets_live()" in cell.source, "build live widgets only when widgets_live() (batch runs hang on widget comms)"
     text = json.dumps(nb)
     assert not re.search(r"[\"' (]/(work|tmp|root|home/[a-z]+)/", text), "machine-local path in notebook"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=[p.stem for p in COMMITTED])
+def test_papermill_parses_every_parameter(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from papermill.inspection import inspect_notebook
+
+    with caplog.at_level("WARNING"):
+        names = list(inspect_notebook(str(path)))
+    assert {"profile", "seed", "output_dir", "device"} <= set(names)
+    assert "Unable to parse" not in caplog.text, caplog.text
