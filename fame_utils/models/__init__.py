@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import replace
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -34,6 +34,7 @@ from .weights import CheckpointMismatchError, MissingPackageError, WeightsNotAva
 __all__ = [
     "load_model",
     "available_models",
+    "user_checkpoints",
     "ModelSpec",
     "UnknownModelError",
     "MissingPackageError",
@@ -93,3 +94,15 @@ def load_model(name: str, weights: str | Path | None = "shipped", device: str | 
     spec = _BUILDERS[name](name, weights)
     spec.module.to(target).eval()
     return replace(spec, device=target)
+
+
+def user_checkpoints(folder: str | Path, names: Sequence[str], device: str | torch.device = "auto") -> dict[str, ModelSpec]:
+    """Load ``<folder>/<name>.ckpt`` for each name that has one; names without a checkpoint are left out.
+
+    Raises:
+        FileNotFoundError: ``folder`` does not exist.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {folder} not found; put e.g. iresnet101.ckpt (AdaFace) there.")
+    return {name: load_model(name, weights=folder / f"{name}.ckpt", device=device) for name in names if (folder / f"{name}.ckpt").is_file()}
