@@ -64,6 +64,8 @@ __all__ = [
     "stage_cell_gradients",
     "show_network_cell",
     "locality_verdict",
+    "verdict_record",
+    "verdict_lines",
     "plot_cell_rows",
 ]
 
@@ -862,6 +864,40 @@ def locality_verdict(summary: pd.DataFrame, target_layers: dict[str, str]) -> pd
                          target_stage=target["stage"], target_mass=target["mass"], target_low=target["low"], target_high=target["high"],
                          target_uniform=target["uniform"], target_ratio=target["ratio"], last_mass=last["mass"], last_ratio=last["ratio"]))
     return pd.DataFrame(rows)
+
+
+_VERDICT_RECORD = {
+    "cam_layer_mass": ("trained", "target_mass"), "cam_layer_mass_high": ("trained", "target_high"),
+    "cam_layer_uniform": ("trained", "target_uniform"), "cam_layer_ratio": ("trained", "target_ratio"),
+    "first_stage_mass": ("trained", "first_mass"), "first_stage_ratio": ("trained", "first_ratio"),
+    "last_stage_mass": ("trained", "last_mass"), "random_cam_layer_mass": ("random", "target_mass"),
+    "random_cam_layer_ratio": ("random", "target_ratio"), "random_first_stage_ratio": ("random", "first_ratio"),
+}
+
+
+def verdict_record(verdict: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The numbers notebook 01 records from a :func:`locality_verdict` table, keyed ``{quantity: {network: value}}``
+    (trained weights unless the quantity starts with ``random_``)."""
+    by_weights = {weights: group.set_index("network") for weights, group in verdict.groupby("weights")}
+    return {key: {network: float(value) for network, value in by_weights[weights][column].items()}
+            for key, (weights, column) in _VERDICT_RECORD.items() if weights in by_weights}
+
+
+def verdict_lines(verdict: pd.DataFrame) -> list[str]:
+    """One sentence per network: ρ at the CAM layer against uniform, ρ/uniform from the first stage to the CAM
+    layer, and how the seeded random-weight control compares."""
+    trained = verdict[verdict["weights"] == "trained"].set_index("network")
+    random_ = verdict[verdict["weights"] == "random"].set_index("network")
+    lines = []
+    for name, t in trained.iterrows():
+        line = (f"{name:20s} CAM layer {t.target_stage}: rho = {t.target_mass:.2f} (uniform {t.target_uniform:.3f}); "
+                f"rho/uniform: first stage {t.first_ratio:.0f}x, CAM layer {t.target_ratio:.1f}x")
+        if name in random_.index:
+            r = random_.loc[name]
+            line += (f"; random weights at CAM layer: rho = {r.target_mass:.2f} "
+                     f"({'more' if r.target_mass > t.target_mass else 'less'} in-cell than trained)")
+        lines.append(line)
+    return lines
 
 
 def plot_cell_rows(rows: Sequence[tuple[str, np.ndarray, dict[Location, torch.Tensor], tuple[int, int], int]], alpha: float = 0.5):

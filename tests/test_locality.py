@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -312,6 +313,28 @@ def test_locality_verdict_picks_first_target_and_last_stage() -> None:
     assert (verdict.first_stage, verdict.target_stage) == ("0", "0")
     assert verdict.last_mass == pytest.approx(summary["mass"].iloc[1])
     assert verdict.target_ratio == pytest.approx(summary["mass"].iloc[0] * 256)
+
+
+def test_verdict_record_and_lines_read_trained_and_random_rows() -> None:
+    from fame_utils.locality import verdict_lines, verdict_record
+
+    base = dict(first_stage="s0", target_stage="s3", target_low=0.1, target_high=0.3, target_uniform=0.02, last_mass=0.4, last_ratio=20.0)
+    verdict = pd.DataFrame([
+        dict(base, network="a", weights="trained", first_mass=0.5, first_ratio=200.0, target_mass=0.2, target_ratio=10.0),
+        dict(base, network="a", weights="random", first_mass=0.6, first_ratio=300.0, target_mass=0.25, target_ratio=12.5),
+        dict(base, network="b", weights="trained", first_mass=0.7, first_ratio=100.0, target_mass=0.1, target_ratio=5.0),
+    ])
+    record = verdict_record(verdict)
+    assert record["cam_layer_mass"] == {"a": 0.2, "b": 0.1}
+    assert record["cam_layer_mass_high"] == {"a": 0.3, "b": 0.3}
+    assert record["first_stage_ratio"] == {"a": 200.0, "b": 100.0}
+    assert record["random_cam_layer_mass"] == {"a": 0.25}
+    assert record["random_first_stage_ratio"] == {"a": 300.0}
+    lines = verdict_lines(verdict)
+    assert len(lines) == 2
+    assert "rho = 0.20 (uniform 0.020)" in lines[0] and "first stage 200x, CAM layer 10.0x" in lines[0]
+    assert "random weights at CAM layer: rho = 0.25 (more in-cell than trained)" in lines[0]
+    assert "random" not in lines[1]
 
 
 def test_figures_build_without_error_and_show_every_panel() -> None:

@@ -1,0 +1,72 @@
+"""Runtime tables behind Tab. 3 (notebook 07): the fit, the cost model and the table shapes — never timing goals."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from fame_utils import fame, timing
+from fame_utils.baselines.verification import VERIFICATION_METHODS
+
+TINY_FAME = fame.FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.0)
+
+
+def tiny_classifier() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+
+
+def tiny_embedder(dims: int = 6) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("body", nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1), nn.ReLU()))
+    net.add_module("head", nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, dims)))
+    return net.eval()
+
+
+def test_linear_fit_recovers_an_exact_line_and_a_hand_computed_noisy_one() -> None:
+    assert timing.linear_fit([1, 2, 3], [3, 5, 7]) == pytest.approx((2.0, 1.0, 1.0))
+    slope, intercept, r2 = timing.linear_fit([0, 1, 2, 3], [0, 1, 1, 2])
+    assert (slope, intercept, r2) == pytest.approx((0.6, 0.1, 0.9))
+    with pytest.raises(ValueError, match="two distinct x"):
+        timing.linear_fit([5, 5], [1, 2])
+
+
+def test_wall_seconds_measures_at_least_the_work() -> None:
+    assert timing.wall_seconds(lambda: time.sleep(0.05)) >= 0.05
+
+
+def test_iteration_runtime_explains_each_input_once_per_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    original = fame.explain_class
+    monkeypatch.setattr(fame, "explain_class", lambda model, x, targets, config: calls.append((targets[0], config.iterations)) or original(model, x, targets, config))
+    inputs = [(torch.rand(1, 3, 16, 16), 0), (torch.rand(1, 3, 16, 16), 2)]
+    table = timing.iteration_runtime(tiny_classifier(), inputs, [1, 3], base_config=TINY_FAME)
+    assert calls == [(0, 1), (2, 1), (0, 3), (2, 3)]
+    assert table["iterations"].tolist() == [1, 3] and table["images"].tolist() == [2, 2]
+    assert (table["seconds"] > 0).all()
+    assert table["seconds_per_image"].tolist() == pytest.approx((table["seconds"] / 2).tolist())
+    with pytest.raises(ValueError, match="at least one"):
+        timing.iteration_runtime(tiny_classifier(), [], [1])
+
+
+def test_passes_per_image_is_the_cost_model_of_each_method() -> None:
+    assert [timing.passes_per_image(m, 128, 50, 500) for m in VERIFICATION_METHODS] == [
+        "1 fwd + 1 bwd", "1 fwd + 1 bwd", "500 fwd", "1 fwd + 128 bwd", "100 fwd + 100 bwd"]
+    with pytest.raises(ValueError, match="unknown verification method"):
+        timing.passes_per_image("RISE", 128, 50, 500)
+
+
+def test_verification_runtime_times_every_method_on_both_sides_of_each_pair() -> None:
+    generator = torch.Generator().manual_seed(1)
+    gallery, probes = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(2, 3, 16, 16, generator=generator)
+    table = timing.verification_runtime(tiny_embedder(), "body", gallery, probes, threshold=0.1, fame_config=TINY_FAME, n_masks=8)
+    assert table["method"].tolist() == list(VERIFICATION_METHODS)
+    assert table.set_index("method").loc["FGGB", "passes_per_image"] == "1 fwd + 6 bwd"
+    assert table.set_index("method").loc["FAME", "passes_per_image"] == "4 fwd + 4 bwd"
+    assert (table["pairs"] == 2).all() and (table["images"] == 4).all() and (table["seconds"] > 0).all()
+    with pytest.raises(ValueError, match="equal length"):
+        timing.verification_runtime(tiny_embedder(), "body", gallery, probes[:1], threshold=0.1)
