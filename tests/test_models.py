@@ -451,3 +451,12 @@ def test_dlib_separates_identities_and_accepts_every_genuine_pair_at_0_6():
     genuine, impostor = _pair_scores("dlib_resnet")
     assert max(genuine) < min(impostor)
     assert max(genuine) < 0.6
+
+
+def test_optional_models_loads_what_is_given_and_skips_the_rest_with_a_reason(tmp_path) -> None:
+    from fame_utils.models import optional_models
+
+    specs, skipped = optional_models({"iresnet18": None, "iresnet50": tmp_path / "missing.ckpt", "efficientnet_lite0": "shipped"}, device="cpu")
+    assert list(specs) == ["efficientnet_lite0"] and specs["efficientnet_lite0"].task == "classification"
+    assert skipped[0] == "iresnet18: skipped (no weights given; see the parameters cell)"
+    assert skipped[1].startswith("iresnet50: skipped (WeightsNotAvailableError: ") and len(skipped) == 2

@@ -35,6 +35,7 @@ __all__ = [
     "load_model",
     "available_models",
     "user_checkpoints",
+    "optional_models",
     "ModelSpec",
     "UnknownModelError",
     "MissingPackageError",
@@ -106,3 +107,27 @@ def user_checkpoints(folder: str | Path, names: Sequence[str], device: str | tor
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} not found; put e.g. iresnet101.ckpt (AdaFace) there.")
     return {name: load_model(name, weights=folder / f"{name}.ckpt", device=device) for name in names if (folder / f"{name}.ckpt").is_file()}
+
+
+def optional_models(
+    weights: dict[str, str | Path | None], device: str | torch.device = "auto"
+) -> tuple[dict[str, ModelSpec], list[str]]:
+    """Load the networks a user has weights for; skip the others with a one-line reason each.
+
+    Args:
+        weights: ``{name: weights}`` as for :func:`load_model`; ``None`` means "not given" (skipped), not random.
+        device: torch device for the loaded networks.
+
+    Returns:
+        ``(specs, skipped)``: the loaded networks by name, and one message per skipped network.
+    """
+    specs, skipped = {}, []
+    for name, source in weights.items():
+        if source is None:
+            skipped.append(f"{name}: skipped (no weights given; see the parameters cell)")
+            continue
+        try:
+            specs[name] = load_model(name, weights=source, device=device)
+        except (WeightsNotAvailableError, CheckpointMismatchError, MissingPackageError) as error:
+            skipped.append(f"{name}: skipped ({type(error).__name__}: {str(error).splitlines()[0]})")
+    return specs, skipped
