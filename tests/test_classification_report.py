@@ -1,0 +1,91 @@
+"""Reading Table 1 (notebook 04): sanity counts against the floor maps, the sheets and the class-map correlation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from fame_utils import classification_report as report
+from fame_utils.fame import FameConfig
+from fame_utils.metrics.classification_benchmark import ClassificationSample
+from test_metrics_classification import fake_spec
+
+METHODS = ["A", "B", "Random", "Centre Gaussian"]
+
+
+def _summary() -> pd.DataFrame:
+    """Hand-made means, the same on both networks: A beats Random on both AUCs, B on neither; B is worse than the centre Gaussian on insertion."""
+    means = {
+        "A": {"deletion_auc": 3.0, "insertion_auc": 1.0, "iou@0.5 (default)": 40.0},
+        "B": {"deletion_auc": 1.0, "insertion_auc": 4.0, "iou@0.5 (default)": 60.0},
+        "Random": {"deletion_auc": 2.0, "insertion_auc": 3.0, "iou@0.5 (default)": 50.0},
+        "Centre Gaussian": {"deletion_auc": 2.5, "insertion_auc": 2.0, "iou@0.5 (default)": 55.0},
+    }
+    rows = [{"network": net, "method": m, "metric": metric, "mean": value, "low": 0.0, "high": 9.0, "n": 4}
+            for net in ("net1", "net2") for m, values in means.items() for metric, value in values.items()]
+    return pd.DataFrame(rows)
+
+
+def test_sanity_record_counts_real_methods_beating_the_random_map() -> None:
+    record = report.sanity_record(_summary(), METHODS)
+    assert record["networks"] == ["net1", "net2"] and record["real_method_count"] == 2
+    assert record["methods_beating_random_deletion"] == {"net1": 1, "net2": 1}
+    assert record["methods_beating_random_insertion"] == {"net1": 1, "net2": 1}
+    assert record["methods_beating_random_iou05"] == {"net1": 1, "net2": 1}
+    assert record["means"]["net1|B|insertion_auc"] == 4.0 and len(record["means"]) == 2 * 4 * 3
+
+
+def test_sanity_lines_name_the_methods_in_words() -> None:
+    lines = report.sanity_lines(_summary(), METHODS)
+    assert lines[:3] == ["net1: beat the random map on insertion AUC: A",
+                         "net1: beat the random map on deletion AUC: A",
+                         "net1: worse than the centre Gaussian on insertion AUC: B"]
+    assert len(lines) == 6
+
+
+def test_mean_map_correlation_of_identical_opposite_and_single_maps() -> None:
+    base = torch.arange(16.0).reshape(4, 4)
+    assert report.mean_map_correlation(torch.stack([base, 2 * base + 1])) == pytest.approx(1.0)
+    assert report.mean_map_correlation(torch.stack([base, -base, base])) == pytest.approx(-1 / 3)
+    with pytest.raises(ValueError, match="at least two"):
+        report.mean_map_correlation(base[None])
+
+
+def _tiny_spec() -> SimpleNamespace:
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    spec = SimpleNamespace(**vars(fake_spec(resize=20, crop=16)), module=module, target_layer="0", device=torch.device("cpu"))
+    spec.to_display = lambda tensor: (tensor.permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1).numpy()
+    return spec
+
+
+def _photos() -> list[ClassificationSample]:
+    rng = np.random.default_rng(0)
+    return [ClassificationSample(f"p{i}", Image.fromarray(rng.integers(0, 255, (20, 25, 3), dtype=np.uint8)), i, (2, 2, 14, 12)) for i in range(2)]
+
+
+def test_benchmark_networks_sheets_and_class_maps_on_a_tiny_classifier() -> None:
+    specs = {"tiny": _tiny_spec()}
+    results = report.benchmark_networks(specs, _photos(), ["Grad-CAM", "Random", "Centre Gaussian"], FameConfig(iterations=2),
+                                        torch.Generator().manual_seed(0), percents=(0, 50, 100))
+    summary = report.combined_summary(results)
+    assert set(summary["method"]) == {"Grad-CAM", "Random", "Centre Gaussian"} and set(summary["n"]) <= {2}
+    fig = report.network_photo_sheet(results, specs, ["p1", "p0"], ["Grad-CAM"], photo_first=True, with_input=True)
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["p1\ntiny", "p0\ntiny"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="'p9' was not benchmarked on tiny"):
+        report.network_photo_sheet(results, specs, ["p9"], ["Grad-CAM"])
+    maps = report.class_maps(specs["tiny"], results["tiny"].samples[0], [0, 1, 2], ["Grad-CAM"], FameConfig(iterations=2))
+    assert maps["Grad-CAM"].shape == (3, 16, 16)
+    assert not torch.equal(maps["Grad-CAM"][0], maps["Grad-CAM"][1])
