@@ -7,9 +7,12 @@ versions, seed, profile, parameters, device, seconds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import platform
+import tempfile
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -65,15 +68,40 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """Hold an exclusive lock on ``lock_path`` (POSIX ``flock``; a no-op where it does not exist)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def update_manifest(output_dir: Path, section: str, key: str, entry: dict[str, Any]) -> None:
-    """Set ``manifest[section][key] = entry`` in ``output_dir/manifest.json`` (created if missing)."""
+    """Set ``manifest[section][key] = entry`` in ``output_dir/manifest.json`` (created if missing).
+
+    Safe when several notebooks run at once into the same folder: the read-modify-write holds a lock and the
+    new manifest replaces the old one atomically, so no reader sees a half-written file.
+    """
     path = Path(output_dir) / MANIFEST
-    manifest = json.loads(path.read_text()) if path.exists() else {}
-    manifest.setdefault(section, {})[key] = entry
-    manifest["git_sha"] = git_sha()
-    manifest["versions"] = package_versions()
-    manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    with _exclusive(path.with_name(path.name + ".lock")):
+        manifest = json.loads(path.read_text()) if path.exists() else {}
+        manifest.setdefault(section, {})[key] = entry
+        manifest["git_sha"] = git_sha()
+        manifest["versions"] = package_versions()
+        manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps(manifest, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
 
 
 def results_path(output_dir: Path, notebook: str) -> Path:

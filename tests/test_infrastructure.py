@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -141,3 +142,25 @@ def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:
     run = Session.start("99_test", profile="smoke", seed=0, output_dir=tmp_path, device="cpu")
     with pytest.raises(ValueError, match="plain file stem"):
         run.save_figure(plt.figure(), "../escape")
+
+
+def _write_manifest_entries(output_dir: str, worker: int) -> None:
+    from fame_utils.session import update_manifest
+
+    for index in range(10):
+        update_manifest(Path(output_dir), "figures", f"w{worker}_{index}", {"worker": worker})
+
+
+def test_manifest_updates_from_parallel_notebook_runs_are_all_kept(tmp_path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_manifest_entries, args=(str(tmp_path), worker)) for worker in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+    assert [process.exitcode for process in workers] == [0, 0, 0, 0]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert sorted(manifest["figures"]) == sorted(f"w{w}_{i}" for w in range(4) for i in range(10))
+    assert not list(tmp_path.glob(".manifest-*"))
