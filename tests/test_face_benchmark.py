@@ -56,3 +56,81 @@ def test_user_checkpoints_loads_present_files_only(tmp_path) -> None:
     assert list(specs) == ["iresnet18"]
     with pytest.raises(FileNotFoundError, match="not found"):
         user_checkpoints(tmp_path / "missing", ("iresnet18",))
+
+
+# ---------------------------------------------------------------- the shipped-pairs study of notebook 05
+def test_select_pairs_takes_the_first_of_each_type_in_order() -> None:
+    from fame_utils.face_benchmark import select_pairs
+
+    labels = [0, 1, 1, 0, 0, 1]
+    assert select_pairs(labels, 1).tolist() == [0, 1]
+    assert select_pairs(labels, 2).tolist() == [0, 1, 2, 3]
+    assert select_pairs(labels, None).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_centre_share_of_uniform_centred_and_border_maps() -> None:
+    import torch
+
+    from fame_utils.face_benchmark import centre_share
+
+    assert centre_share(torch.ones(2, 8, 8)) == pytest.approx(1.0)
+    centred = torch.zeros(1, 8, 8)
+    centred[:, 2:6, 2:6] = 1.0
+    assert centre_share(centred) == pytest.approx(4.0)  # all mass on a quarter of the area
+    border = 1.0 - centred
+    assert centre_share(border) == pytest.approx(0.0)
+
+
+def _pair_set():
+    import torch
+
+    from fame_utils.face_benchmark import pair_set
+
+    spec = load_model("sface", weights=None, device="cpu")
+    generator = torch.Generator().manual_seed(0)
+    gallery = torch.rand(4, 3, 112, 112, generator=generator)
+    probes = gallery.clone()
+    probes[2:] = torch.rand(2, 3, 112, 112, generator=generator)
+    return pair_set("sface", spec, gallery, probes, [1, 1, 0, 0])
+
+
+def test_pair_set_scores_pairs_and_finds_their_eer_threshold() -> None:
+    from fame_utils.face_benchmark import clean_table, score_frame
+    from fame_utils.metrics.verification import eer_threshold
+
+    scored = _pair_set()
+    assert scored.scores[:2] == pytest.approx([1.0, 1.0], abs=1e-5)  # a probe identical to its gallery image
+    assert (scored.threshold, scored.eer) == eer_threshold(scored.scores, scored.labels)
+    clean = clean_table({"sface": scored})
+    assert clean.loc["sface", "pairs"] == 4 and clean.loc["sface", "genuine"] == 2
+    assert clean.loc["sface", "clean_accuracy"] == scored.clean_accuracy
+    frame = score_frame({"sface": scored})
+    assert frame["pair"].tolist() == ["genuine", "genuine", "impostor", "impostor"]
+    with pytest.raises(ValueError, match="must match"):
+        from fame_utils.face_benchmark import pair_set
+
+        pair_set("sface", scored.spec, scored.gallery, scored.probes[:3], [1, 1, 0, 0])
+
+
+@pytest.mark.slow
+def test_probe_curves_auc_table_and_record_on_random_weights() -> None:
+    import numpy as np
+    import torch
+
+    from fame_utils.face_benchmark import REFERENCE_MAPS, auc_record, auc_table, probe_curves
+
+    scored = _pair_set()
+    indices = np.array([0, 2])
+    centre = torch.zeros(2, 112, 112)
+    centre[:, 28:84, 28:84] = 1.0
+    curves = probe_curves(scored, indices, {"A": centre, "B": 1.0 - centre}, seed=0)
+    assert list(curves) == ["A", "B", *REFERENCE_MAPS]
+    assert all(curve.labels.tolist() == [1, 0] for curve in curves.values())
+    table = auc_table({"sface": curves}, n_boot=20, seed=0)
+    assert table.index.tolist() == [("sface", m) for m in curves]
+    assert table[["deletion", "insertion"]].apply(lambda column: column.between(0, 100)).all().all()
+    record, means = auc_record(table, ("A", "B"))
+    assert list(means.index) == ["A", "B", *REFERENCE_MAPS]
+    assert record["deletion_auc"] == {"A": table.loc[("sface", "A"), "deletion"], "B": table.loc[("sface", "B"), "deletion"]}
+    assert set(record["reference_auc"]) == set(REFERENCE_MAPS)
+    assert record["deletion_below_insertion"]["A"] == bool(table.loc[("sface", "A"), "deletion"] < table.loc[("sface", "A"), "insertion"])

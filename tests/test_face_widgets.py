@@ -80,3 +80,25 @@ def test_score_histogram_draws_one_panel_per_network():
     fig = score_histogram(frame, {"a": 0.5, "b": 0.4})
     assert [axis.get_title() for axis in fig.axes] == ["a: θ = 0.500", "b: θ = 0.400"]
     plt.close(fig)
+
+
+def test_sheet_rows_and_pair_explanations_pick_each_pairs_maps() -> None:
+    from types import SimpleNamespace
+
+    from fame_utils.face_widgets import pair_explanations, sheet_rows
+
+    maps = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
+    explained = {"A": {"probe": {"similar": maps, "dissimilar": None}}}
+    spec = SimpleNamespace(to_display=lambda t: t.movedim(-3, -1).numpy())
+    images = torch.rand(5, 3, 4, 4)
+    pair_set = SimpleNamespace(network="net", spec=spec, probes=images, gallery=images, labels=np.array([1, 0, 1, 0, 1]))
+    rows = sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [4, 1], "probe", ["A"])
+    assert [row.label for row in rows] == ["net\npair 4 genuine\n(probe)", "net\npair 1 impostor\n(probe)"]
+    assert torch.equal(rows[0].maps["A"]["similar"], maps[2]) and rows[0].maps["A"]["dissimilar"] is None
+    with pytest.raises(ValueError, match="pair 0 was not explained"):
+        sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [0], "probe", ["A"])
+    curves = {"A": SimpleNamespace(subset=lambda positions: positions)}
+    gallery_side = {"A": {"gallery": {"similar": maps[:2], "dissimilar": maps[:2]}}}
+    explorer = pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"])
+    assert explorer.gallery_rgb.shape == (2, 4, 4, 3) and explorer.labels.tolist() == [0, 1]
+    assert torch.equal(explorer.maps["A"]["probe"]["similar"], maps[[1, 2]]) and explorer.curves["A"] == [1, 2]
