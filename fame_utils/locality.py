@@ -65,6 +65,8 @@ __all__ = [
     "show_network_cell",
     "locality_verdict",
     "verdict_record",
+    "network_inputs",
+    "trained_and_random_locality",
     "verdict_lines",
     "plot_cell_rows",
 ]
@@ -864,6 +866,41 @@ def locality_verdict(summary: pd.DataFrame, target_layers: dict[str, str]) -> pd
                          target_stage=target["stage"], target_mass=target["mass"], target_low=target["low"], target_high=target["high"],
                          target_uniform=target["uniform"], target_ratio=target["ratio"], last_mass=last["mass"], last_ratio=last["ratio"]))
     return pd.DataFrame(rows)
+
+
+def network_inputs(spec, photos: Sequence, count: int) -> list[tuple[str, torch.Tensor]]:
+    """``(name, input)`` for the first ``count`` photos (classifier) or distinct shipped gallery faces (face network,
+    aligned at the network's size when shipped at it, else at 112 px), through the network's preprocessing."""
+    if spec.task == "classification":
+        return [(photo.name, spec.preprocess(photo.image)) for photo in photos[:count]]
+    from fame_utils.data import face_pairs
+
+    faces = {}
+    for pair in face_pairs(size=spec.input_size if spec.input_size in (112, 150) else 112):
+        faces.setdefault(pair.gallery_id, pair.gallery)
+    return [(face_id, spec.preprocess(image)) for face_id, image in list(faces.items())[:count]]
+
+
+def trained_and_random_locality(
+    specs: dict, inputs: dict[str, list[tuple[str, torch.Tensor]]], max_cells: int = 16, seed: int = 0
+) -> pd.DataFrame:
+    """:func:`locality_by_stage` for every network with its trained weights and with seeded random weights (the control).
+
+    Args:
+        specs: loaded networks by name (:class:`~fame_utils.models.ModelSpec`).
+        inputs: per network, ``(image name, input)`` from :func:`network_inputs`.
+        max_cells: locations sampled per stage.
+        seed: location sampling seed.
+    """
+    from fame_utils.models import load_model
+
+    frames = []
+    for name, spec in specs.items():
+        names, images = [n for n, _ in inputs[name]], [x for _, x in inputs[name]]
+        random_module = load_model(name, weights=None, device=spec.device).module
+        for weights, module in (("trained", spec.module), ("random", random_module)):
+            frames.append(locality_by_stage(module, spec.stages, images, network=name, weights=weights, image_names=names, max_cells=max_cells, seed=seed))
+    return pd.concat(frames, ignore_index=True)
 
 
 _VERDICT_RECORD = {

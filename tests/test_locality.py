@@ -398,3 +398,30 @@ def test_locality_by_stage_matches_per_stage_cell_gradients() -> None:
         grid = (int(group["grid_h"].iloc[0]), int(group["grid_w"].iloc[0]))
         expected = in_cell_mass(cell_gradients(model, stage, image, locations), grid, locations)
         assert np.allclose(group["mass"].to_numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_network_inputs_take_photos_for_classifiers_and_distinct_gallery_faces_for_face_networks() -> None:
+    from types import SimpleNamespace
+
+    from fame_utils.locality import network_inputs
+
+    photos = [SimpleNamespace(name=f"p{i}", image=np.full((4, 4, 3), i, dtype=np.uint8)) for i in range(3)]
+    to_tensor = lambda image: torch.tensor(np.array(image), dtype=torch.float32).permute(2, 0, 1)
+    classifier = SimpleNamespace(task="classification", preprocess=to_tensor)
+    assert [name for name, _ in network_inputs(classifier, photos, 2)] == ["p0", "p1"]
+    face_net = SimpleNamespace(task="verification", input_size=150, preprocess=to_tensor)
+    faces = network_inputs(face_net, photos, 3)
+    assert len({name for name, _ in faces}) == 3 and all(x.shape == (3, 150, 150) for _, x in faces)
+
+
+@pytest.mark.slow
+def test_trained_and_random_locality_adds_the_seeded_random_control() -> None:
+    from fame_utils.locality import network_inputs, trained_and_random_locality
+    from fame_utils.models import load_model
+
+    stand_in = load_model("dlib_resnet", weights=None, device="cpu")  # seeded random "trained" weights = the control's
+    inputs = {"dlib_resnet": network_inputs(stand_in, [], 1)}
+    frame = trained_and_random_locality({"dlib_resnet": stand_in}, inputs, max_cells=2, seed=0)
+    trained, random_ = frame[frame["weights"] == "trained"], frame[frame["weights"] == "random"]
+    assert len(trained) == len(random_) > 0 and set(frame["network"]) == {"dlib_resnet"}
+    assert np.allclose(trained["mass"].to_numpy(), random_["mass"].to_numpy())
