@@ -1,4 +1,5 @@
-"""Claims of notebooks/04_image_classification.ipynb, checked on the numbers its smoke run recorded."""
+"""Claims of notebooks/04_image_classification.ipynb, checked on the numbers its smoke run recorded (or the default run's:
+``FAME_SMOKE_DIR=figures``)."""
 
 from __future__ import annotations
 
@@ -40,25 +41,37 @@ def test_every_cam_beats_the_random_map_on_insertion(results):
 
 
 def test_random_map_iou_matches_its_kept_share_on_full_frame_boxes(results):
-    # Uniform noise keeps ≈ (1 − τ) of the pixels; the smoke photos' boxes cover the whole crop,
-    # so IoU ≈ 100 (1 − τ): the floor every method must be compared with.
+    # Uniform noise keeps ≈ (1 − τ) of the pixels; the smoke photos' boxes cover the whole crop, so IoU ≈ 100 (1 − τ).
+    # The default photos' boxes are smaller; there the notebook compares the random row with q·b / (q + b − q·b).
+    if results["profile"] != "smoke":
+        pytest.skip("full-frame boxes only in the smoke profile's two photos")
     for network in results["networks"]:
         for tau in (0.3, 0.5, 0.7):
             assert mean(results, network, "Random", f"iou@{tau:g} (default)") == pytest.approx(100 * (1 - tau), abs=2.0)
 
 
 def test_grad_cam_equals_hires_cam_on_efficientnet_lite(results):
-    # 1×1 head conv → global average pool → linear: the class gradient is spatially constant.
+    # 1×1 head conv → global average pool → linear: the class gradient is spatially constant, so the maps agree up to
+    # float rounding — exactly after thresholding, and in ROAD AUC up to the near-ties that rounding reorders.
     for network in results["networks"]:
-        for metric in ("iou@0.3 (default)", "iou@0.5 (default)", "deletion_auc", "insertion_auc"):
-            assert mean(results, network, "Grad-CAM", metric) == pytest.approx(mean(results, network, "HiResCAM", metric), abs=1e-6)
+        for metric in ("iou@0.3 (default)", "iou@0.5 (default)", "iou@0.7 (default)"):
+            assert mean(results, network, "Grad-CAM", metric) == pytest.approx(mean(results, network, "HiResCAM", metric), abs=1e-9)
+        for metric in ("deletion_auc", "insertion_auc"):
+            assert mean(results, network, "Grad-CAM", metric) == pytest.approx(mean(results, network, "HiResCAM", metric), abs=2e-4)
 
 
-def test_paper_faithful_fame_ranks_pixels_like_default_fame_but_raises_low_tau_iou(results):
+def test_paper_faithful_fame_raises_low_tau_iou(results):
+    for network in results["networks"]:
+        assert mean(results, network, "FAME (paper-faithful)", "iou@0.3 (default)") > mean(results, network, "FAME", "iou@0.3 (default)")
+
+
+def test_fame_modes_share_road_numbers_until_the_logit_turns_at_zero(results):
+    # z_o and |z_o| descend along the same path while z_o > 0: with the smoke profile's T = 5 it stays positive and the
+    # rows coincide. At T ≥ 100 the logit crosses zero, |z_o| turns round, and the rows part by less than 0.5 AUC.
+    tolerance = 1e-6 if results["profile"] == "smoke" else 0.5
     for network in results["networks"]:
         for metric in ("deletion_auc", "insertion_auc"):
-            assert mean(results, network, "FAME", metric) == pytest.approx(mean(results, network, "FAME (paper-faithful)", metric), abs=1e-6)
-        assert mean(results, network, "FAME (paper-faithful)", "iou@0.3 (default)") > mean(results, network, "FAME", "iou@0.3 (default)")
+            assert mean(results, network, "FAME", metric) == pytest.approx(mean(results, network, "FAME (paper-faithful)", metric), abs=tolerance)
 
 
 def test_deletion_counts_are_reported_honestly(results):
@@ -72,3 +85,14 @@ def test_finer_cam_separates_the_three_cat_classes_more_than_grad_cam(results):
     assert all(-1.0 <= v <= 1.0 for v in similarity.values())
     assert similarity["Grad-CAM"] > 0.8
     assert similarity["Finer-CAM"] < similarity["Grad-CAM"] - 0.3
+
+
+def test_default_run_centre_gaussian_beats_fame_but_not_the_cams_on_insertion(results):
+    # The default-profile claims of the notebook text (20 photos, T = 100); the smoke run is too small for them.
+    if results["profile"] == "smoke":
+        pytest.skip("2 photos and T = 5: the smoke run's centre Gaussian beats every method on insertion")
+    for network in results["networks"]:
+        centre = mean(results, network, "Centre Gaussian", "insertion_auc")
+        assert all(mean(results, network, method, "insertion_auc") < centre for method in CAMS), network
+        assert all(mean(results, network, method, "insertion_auc") > centre for method in ("FAME", "FAME (paper-faithful)", "Finer-FAME (ours)")), network
+        assert results["methods_beating_random_deletion"][network] == 0
