@@ -13,7 +13,8 @@ import torch
 from fame_utils import viz
 from fame_utils.baselines.classifier_maps import classifier_maps
 from fame_utils.fame import FameConfig
-from fame_utils.metrics.classification_benchmark import BenchmarkResult, PreparedSample, prepare_samples, run_benchmark, summarize
+from fame_utils.metrics.classification import IOU_THRESHOLDS
+from fame_utils.metrics.classification_benchmark import BenchmarkResult, PreparedSample, expected_random_iou, prepare_samples, run_benchmark, summarize
 from fame_utils.metrics.masks import DEFAULT_PERCENTS
 from fame_utils.models import ModelSpec
 
@@ -23,6 +24,7 @@ __all__ = [
     "combined_summary",
     "method_means",
     "sanity_record",
+    "random_iou_floor",
     "sanity_lines",
     "network_photo_sheet",
     "class_maps",
@@ -79,6 +81,12 @@ def sanity_record(summary: pd.DataFrame, methods: Sequence[str]) -> dict:
                 means={f"{net}|{m}|{metric}": float(means.loc[(net, m), metric]) for net, m in means.index for metric in means.columns},
                 methods_beating_random_deletion=count("deletion_auc", True), methods_beating_random_insertion=count("insertion_auc", False),
                 methods_beating_random_iou05=count("iou@0.5 (default)", True))
+
+
+def random_iou_floor(results: dict[str, BenchmarkResult], thresholds: Sequence[float] = IOU_THRESHOLDS) -> dict[str, float]:
+    """Expected IoU ×100 of the random map per ``"network|τ"`` from each network's mapped boxes (default convention),
+    to set beside the recorded ``Random`` row (:func:`~fame_utils.metrics.classification_benchmark.expected_random_iou`)."""
+    return {f"{name}|{tau:g}": expected_random_iou(result.samples, tau) for name, result in results.items() for tau in thresholds}
 
 
 def sanity_lines(summary: pd.DataFrame, methods: Sequence[str]) -> list[str]:

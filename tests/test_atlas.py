@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import pointwise_net
 from fame_utils import atlas
 from fame_utils.fame import FameConfig
 from fame_utils.models import ModelSpec
@@ -25,16 +26,6 @@ def _spec(module: nn.Module, target_layer: str, task: str = "classification") ->
     return ModelSpec(name="tiny", module=module.eval(), preprocess=lambda image: torch.as_tensor(image).permute(2, 0, 1).float(),
                      task=task, input_size=16, target_layer=target_layer, stages=[target_layer], class_names=None,
                      source={}, input_space="RGB in [0, 1]")
-
-
-def _pointwise_net() -> nn.Module:
-    """1×1 convolutions, positive weights, non-overlapping 4×4 average pooling: location k sees only its own 4×4 cell."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AvgPool2d(4))
-    with torch.no_grad():
-        net[0].weight.uniform_(0.1, 1.0)
-        net[0].bias.fill_(0.1)
-    return net
 
 
 def _spread_net() -> nn.Module:
@@ -58,7 +49,7 @@ def test_atlas_locations_cover_the_grid_or_three_cells_of_the_middle_row() -> No
 
 
 def test_pointwise_network_keeps_every_fame_and_gradient_map_in_its_cell() -> None:
-    result = atlas.compute_atlas("pointwise", _spec(_pointwise_net(), "2"), _image(), UNBLURRED, progress=False)
+    result = atlas.compute_atlas("pointwise", _spec(pointwise_net(), "2"), _image(), UNBLURRED, progress=False)
     assert result.grid == (4, 4) and len(result.maps) == 16 and result.scored == sorted(result.maps)
     assert torch.allclose(result.fame_mass.double(), torch.ones(16, dtype=torch.float64), atol=1e-6)
     assert torch.allclose(result.gradient_mass.double(), torch.ones(16, dtype=torch.float64), atol=1e-6)
@@ -88,7 +79,7 @@ def test_paper_atlas_weights_from_the_notebook_parameters() -> None:
 
 
 def test_fig1_rows_sheet_and_mass_table() -> None:
-    result = atlas.compute_atlas("pointwise", _spec(_pointwise_net(), "2"), _image(), UNBLURRED, all_cells=False, progress=False)
+    result = atlas.compute_atlas("pointwise", _spec(pointwise_net(), "2"), _image(), UNBLURRED, all_cells=False, progress=False)
     rows = atlas.cell_row_panels(result, [2])
     assert [(label, row, grid) for label, _, _, grid, row in rows] == [("pointwise", 2, (4, 4))]
     fig = atlas.atlas_sheet(result)

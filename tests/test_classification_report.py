@@ -89,3 +89,33 @@ def test_benchmark_networks_sheets_and_class_maps_on_a_tiny_classifier() -> None
     maps = report.class_maps(specs["tiny"], results["tiny"].samples[0], [0, 1, 2], ["Grad-CAM"], FameConfig(iterations=2))
     assert maps["Grad-CAM"].shape == (3, 16, 16)
     assert not torch.equal(maps["Grad-CAM"][0], maps["Grad-CAM"][1])
+
+
+def _prepared(boxes: list, size: int = 20) -> list:
+    from fame_utils.metrics.classification_benchmark import PreparedSample
+
+    image = torch.zeros(3, size, size)
+    return [PreparedSample(f"p{k}", 0, image, image, {"default": box, "paper-faithful": None}) for k, box in enumerate(boxes)]
+
+
+def test_expected_random_iou_is_the_kept_share_on_full_frame_boxes_and_q_b_over_union_otherwise() -> None:
+    from fame_utils.metrics.classification_benchmark import expected_random_iou
+
+    assert expected_random_iou(_prepared([(0, 0, 20, 20)]), 0.3) == pytest.approx(70.0)
+    # b = 1/4, q = 1/2: (1/8) / (1/2 + 1/4 − 1/8) = 1/5; the photo without a box does not count.
+    assert expected_random_iou(_prepared([(0, 0, 10, 10), None]), 0.5) == pytest.approx(20.0)
+    assert expected_random_iou(_prepared([(0, 0, 20, 20), (0, 0, 10, 10)]), 0.5) == pytest.approx((50.0 + 20.0) / 2)
+    with pytest.raises(ValueError, match="no sample has a 'paper-faithful' box"):
+        expected_random_iou(_prepared([(0, 0, 10, 10)]), 0.5, convention="paper-faithful")
+    with pytest.raises(ValueError, match="tau must lie in"):
+        expected_random_iou(_prepared([(0, 0, 10, 10)]), 1.0)
+
+
+def test_expected_random_iou_matches_seeded_uniform_noise() -> None:
+    from fame_utils.baselines.reference_maps import random_maps
+    from fame_utils.metrics.classification import iou
+
+    samples = _prepared([(10, 30, 110, 90)], size=128)
+    noise = random_maps(torch.zeros(200, 3, 128, 128), seed=0)
+    measured = 100 * np.mean([iou(noise[k], (10, 30, 110, 90), 0.5) for k in range(200)])
+    assert measured == pytest.approx(report.random_iou_floor({"net": SimpleNamespace(samples=samples)})["net|0.5"], abs=0.2)

@@ -12,17 +12,8 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import pointwise_net
 from fame_utils import fame, walkthrough
-
-
-def _pointwise_net() -> nn.Module:
-    """1×1 convolution with positive weights, then non-overlapping 4×4 average pooling: a 4×4 grid on 16×16 inputs."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AvgPool2d(4))
-    with torch.no_grad():
-        net[0].weight.uniform_(0.1, 1.0)
-        net[0].bias.fill_(0.1)
-    return net.eval()
 
 
 def _image() -> torch.Tensor:
@@ -39,7 +30,7 @@ def _linear_classifier() -> nn.Module:
 
 
 def test_cell_gradient_of_a_pointwise_network_is_the_hand_computed_map_inside_its_cell() -> None:
-    net = _pointwise_net()
+    net = pointwise_net()
     image = _image()
     location = (1, 2)
     gradient = walkthrough.cell_gradient(image, fame.location_loss(net, "2", [location]), (4, 4), location)
@@ -116,7 +107,7 @@ def test_class_modes_part_once_the_logit_crosses_zero() -> None:
 
 def test_figures_draw_the_expected_panels_and_curves() -> None:
     shown = np.zeros((16, 16, 3))
-    net = _pointwise_net()
+    net = pointwise_net()
     image = _image()
     loss_fn = fame.location_loss(net, "2", [(1, 2)])
     config = fame.FameConfig(step_size=0.01, iterations=3, blur_kernel=5, blur_sigma=1.0)

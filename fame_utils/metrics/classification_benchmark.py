@@ -33,6 +33,7 @@ __all__ = [
     "BenchmarkResult",
     "ClassificationSample",
     "PreparedSample",
+    "expected_random_iou",
     "format_table",
     "plot_road_curves",
     "prepare_samples",
@@ -105,6 +106,30 @@ def prepare_samples(spec: Any, samples: Sequence[ClassificationSample]) -> list[
         boxes = {name: _mapped_box(sample, spec, faithful) for name, faithful in BOX_CONVENTIONS.items()}
         prepared.append(PreparedSample(sample.name, sample.target, tensor, normalizer.inverse(tensor).clamp(0, 1), boxes))
     return prepared
+
+
+def expected_random_iou(samples: Sequence[PreparedSample], tau: float, convention: str = "default") -> float:
+    """Expected IoU ×100 of an independent-uniform-noise map (the ``"Random"`` row) at threshold τ, over the samples.
+
+    The map keeps a share q = 1 − τ of the pixels anywhere, so on a box covering a share b of the crop
+    E[IoU] = q·b / (q + b − q·b); the mean runs over samples whose box (``convention``) lies in the crop.
+
+    Raises:
+        ValueError: τ outside (0, 1), or no sample has a box.
+    """
+    if not 0 < tau < 1:
+        raise ValueError(f"tau must lie in (0, 1), got {tau}.")
+    kept = 1.0 - tau
+    values = []
+    for sample in samples:
+        box = sample.boxes.get(convention)
+        if box is not None:
+            height, width = sample.tensor.shape[-2:]
+            share = (box[2] - box[0]) * (box[3] - box[1]) / (height * width)
+            values.append(kept * share / (kept + share - kept * share))
+    if not values:
+        raise ValueError(f"no sample has a {convention!r} box inside its crop: the random-map IoU floor is undefined.")
+    return 100.0 * float(np.mean(values))
 
 
 @dataclass
