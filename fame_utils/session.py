@@ -46,12 +46,18 @@ def choose(profile: str, **options: Any) -> Any:
     return options[profile]
 
 
+#: What decides a run's numbers: a change here (not in the figures a run writes) marks its commit ``-dirty``.
+RESULT_SOURCES = ("fame_utils", "notebooks", "pyproject.toml", "requirements-nodeps.txt", "environment.yml")
+
+
 def git_sha(root: Path | None = None) -> str | None:
-    """Return the current git commit (with ``-dirty`` when the tree has changes), or None outside git."""
+    """Return the current git commit, with ``-dirty`` when the code or notebooks (:data:`RESULT_SOURCES`) differ from
+    it (changed outputs such as ``figures/`` do not count), or None outside git."""
     cwd = root or Path(__file__).resolve().parent
+    sources = [f":(top){path}" for path in RESULT_SOURCES]
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *sources], cwd=cwd, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{sha}-dirty" if dirty else sha

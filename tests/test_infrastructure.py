@@ -164,3 +164,27 @@ def test_manifest_updates_from_parallel_notebook_runs_are_all_kept(tmp_path) -> 
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert sorted(manifest["figures"]) == sorted(f"w{w}_{i}" for w in range(4) for i in range(10))
     assert not list(tmp_path.glob(".manifest-*"))
+
+
+def test_git_sha_is_dirty_only_when_code_or_notebooks_changed(tmp_path: Path) -> None:
+    import subprocess
+
+    from fame_utils.session import git_sha
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "fame_utils").mkdir()
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "fame_utils" / "fame.py").write_text("STEP = 1\n")
+    (tmp_path / "figures" / "manifest.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = git_sha(tmp_path / "fame_utils")
+    assert clean is not None and len(clean) == 40
+    (tmp_path / "figures" / "manifest.json").write_text('{"figures": {}}\n')  # what a run itself writes
+    assert git_sha(tmp_path / "fame_utils") == clean
+    (tmp_path / "fame_utils" / "fame.py").write_text("STEP = 2\n")
+    assert git_sha(tmp_path / "fame_utils") == f"{clean}-dirty"
+    assert git_sha(tmp_path / "figures") == f"{clean}-dirty"
