@@ -40,6 +40,7 @@ __all__ = [
     "attribution",
     "location_loss",
     "class_loss",
+    "class_objective",
     "cosine_similarity",
     "verification_loss",
     "feature_grid",
@@ -493,6 +494,15 @@ def explain_locations(
     return torch.cat(maps)
 
 
+def class_objective(model: nn.Module, classes: Sequence[int] | torch.Tensor, config: FameConfig) -> tuple[LossFn, FameConfig]:
+    """The loss and run settings FAME uses to explain a class under ``config``.
+
+    Returns:
+        (z_o, ``config``) by default; (|z_o|, ``config`` with ε = :meth:`FameConfig.class_epsilon`) when ``paper_faithful``.
+    """
+    return class_loss(model, classes, absolute=config.paper_faithful), config.replace(epsilon=config.class_epsilon())
+
+
 def explain_class(
     model: nn.Module,
     images: torch.Tensor,
@@ -517,8 +527,7 @@ def explain_class(
     batch = _as_batch(images).to(_model_device(model, images))
     targets = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
     _check_length(batch, len(targets), "classes")
-    run_config = config.replace(epsilon=config.class_epsilon())
-    loss = class_loss(model, targets, absolute=config.paper_faithful)
+    loss, run_config = class_objective(model, targets, config)
     perturbed = optimize(batch, loss, run_config, progress=progress)
     return attribution(batch, perturbed, config)
 

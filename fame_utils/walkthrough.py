@@ -134,10 +134,9 @@ def class_mode_runs(model: nn.Module, image: torch.Tensor, target: int, config: 
     """
     runs = {}
     for label, faithful in CLASS_MODES.items():
-        settings = config.replace(paper_faithful=faithful)
-        settings = settings.replace(epsilon=settings.class_epsilon())
+        loss, settings = fame.class_objective(model, [target], config.replace(paper_faithful=faithful))
         trace = fame.OptimizationTrace()
-        perturbed = fame.optimize(image, fame.class_loss(model, [target], absolute=faithful), settings, progress=progress, trace=trace)
+        perturbed = fame.optimize(image, loss, settings, progress=progress, trace=trace)
         with torch.no_grad():
             logit = float(model(perturbed)[0, target])
         runs[label] = ClassModeRun(trace, fame.attribution(image, perturbed, settings)[0], logit, trace.steps)

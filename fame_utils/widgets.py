@@ -7,8 +7,10 @@ cell only displays what it returns.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,7 +20,7 @@ from torch import nn
 from fame_utils.fame import FameConfig, explain_locations, feature_grid, sweep_sigma
 from fame_utils.viz import draw_cell, overlay
 
-__all__ = ["ExplorerImage", "STATIC_WIDGETS_ENV", "widgets_live", "show_location_map", "location_explorer"]
+__all__ = ["ExplorerImage", "STATIC_WIDGETS_ENV", "widgets_live", "interact_or_show", "show_location_map", "location_explorer"]
 
 STATIC_WIDGETS_ENV = "FAME_STATIC_WIDGETS"
 """Set to 1 by ``fame_utils.run`` and ``make nbval``: batch runs draw one static preview per widget."""
@@ -35,6 +37,32 @@ def widgets_live() -> bool:
     the notebook client (jupyter/nbclient#312). The callbacks themselves are unit-tested.
     """
     return os.environ.get(STATIC_WIDGETS_ENV, "").lower() not in {"1", "true", "yes"}
+
+
+def interact_or_show(draw: Callable[..., Any], start: Mapping[str, Any], **controls: Any) -> Any:
+    """Wire a drawing function to widgets in JupyterLab, or draw it once with its starting values in batch runs.
+
+    Args:
+        draw: draws one figure for the values of its keyword arguments (its return value is ignored).
+        start: the values drawn in batch runs (:func:`widgets_live` is False).
+        controls: one ``ipywidgets`` control (or abbreviation) per argument of ``draw``.
+
+    Returns:
+        The ``ipywidgets.interactive`` to display when live, else None (the figure is already shown).
+    """
+    import matplotlib.pyplot as plt
+
+    @functools.wraps(draw)
+    def show(**values: Any) -> None:
+        draw(**values)
+        plt.show()
+
+    if not widgets_live():
+        show(**start)
+        return None
+    import ipywidgets as widgets
+
+    return widgets.interactive(show, **controls)
 
 
 def show_location_map(

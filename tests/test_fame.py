@@ -18,6 +18,7 @@ from fame_utils.fame import (
     attribution,
     blur_map,
     class_loss,
+    class_objective,
     cosine_similarity,
     explain_class,
     explain_locations,
@@ -562,3 +563,16 @@ def test_shipped_classifier_location_and_class_maps() -> None:
     assert module._forward_hooks == {}
     loss = class_loss(spec.module, [3])
     assert loss(optimize(x, loss, config)) < loss(x)
+
+
+def test_class_objective_is_the_raw_logit_by_default_and_its_magnitude_with_epsilon_when_paper_faithful() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+    x = torch.full((1, 1, 2, 2), -0.5)  # z₀ = −2
+    loss, settings = class_objective(model, [0], FameConfig(iterations=3))
+    assert float(loss(x)[0]) == -2.0 and settings.epsilon is None and settings.iterations == 3
+    loss, settings = class_objective(model, [0], FameConfig(iterations=3, paper_faithful=True))
+    assert float(loss(x)[0]) == 2.0 and settings.epsilon == 1e-3 and settings.paper_faithful
+    _, settings = class_objective(model, [0], FameConfig(epsilon=0.5, paper_faithful=True))
+    assert settings.epsilon == 0.5

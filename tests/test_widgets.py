@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.widgets import STATIC_WIDGETS_ENV, location_explorer, show_location_map, widgets_live
+from fame_utils.widgets import STATIC_WIDGETS_ENV, interact_or_show, location_explorer, show_location_map, widgets_live
 
 
 def explorer_inputs() -> tuple[nn.Module, dict]:
@@ -61,3 +61,23 @@ def test_batch_runs_get_the_starting_figure_instead_of_a_widget(monkeypatch: pyt
     expected = show_location_map(model, "3", images, "a", 1.0, 2, 5, 3, 3)
     assert preview.location == (3, 3)
     np.testing.assert_array_equal(preview.fame_map, expected.fame_map)
+
+
+def test_interact_or_show_draws_the_start_values_once_in_batch_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    monkeypatch.setenv(STATIC_WIDGETS_ENV, "1")
+    assert interact_or_show(lambda row, col: calls.append((row, col)), {"row": 2, "col": 5}, row=(0, 6), col=(0, 6)) is None
+    assert calls == [(2, 5)]
+
+
+def test_interact_or_show_builds_one_control_per_argument_when_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ipywidgets
+
+    calls = []
+    monkeypatch.delenv(STATIC_WIDGETS_ENV, raising=False)
+    panel = interact_or_show(lambda network, row: calls.append((network, row)), {"network": "a", "row": 0},
+                             network=ipywidgets.Dropdown(options=["a", "b"]), row=ipywidgets.IntSlider(value=1, min=0, max=3))
+    assert isinstance(panel, ipywidgets.interactive)
+    assert [child.description for child in panel.kwargs_widgets] == ["network", "row"]
+    panel.kwargs_widgets[0].value = "b"
+    assert calls[-1] == ("b", 1)
