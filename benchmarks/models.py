@@ -12,15 +12,15 @@ import time
 import pandas as pd
 import torch
 
-from fame_utils.models import dlib_resnet, load_model, sface, weights
+from fame_utils.models import load_model
+from fame_utils.models.checkpoints import clear_checkpoint_cache
 from fame_utils.models.spec import ModelSpec
 
 SHIPPED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "sface", "dlib_resnet"]
 
 
 def _clear_weight_caches() -> None:
-    for reader in (sface.read_sface_onnx, dlib_resnet.read_dlib_dat, weights._cached_torch_load):
-        reader.cache_clear()
+    clear_checkpoint_cache()
 
 
 def _forward_backward_seconds(spec: ModelSpec, repeats: int = 5) -> float:

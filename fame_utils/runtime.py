@@ -4,38 +4,62 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "seed_everything"]
+__all__ = ["DEVICE_CHOICES", "DeviceError", "resolve_device", "seed_everything"]
+
+#: What ``device`` may be, in words (``"cuda:N"`` is any CUDA device index).
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+_DEVICE_PATTERN = re.compile(r"cpu(:0)?|cuda(:\d+)?|mps(:0)?")
+
+
+class DeviceError(ValueError):
+    """A requested device is not a valid choice, or not available on this machine."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Return the torch device to use.
 
     Args:
-        device: ``"auto"`` picks CUDA, then Apple MPS, then the CPU; anything else is passed to
-            ``torch.device``.
+        device: ``"auto"`` picks CUDA, then Apple MPS, then the CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` and
+            ``"mps"`` (or the same as a ``torch.device``) are used as given if available.
 
     Raises:
-        ValueError: if an explicit accelerator is requested but not available.
+        DeviceError: an unknown device string (e.g. ``"gpu"``; the message lists the valid choices), or an
+            accelerator that is not available here.
     """
     if isinstance(device, torch.device):
-        return device
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string or a torch.device, got {type(device).__name__}; use one of {', '.join(DEVICE_CHOICES)}.")
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
+    if not _DEVICE_PATTERN.fullmatch(device):
+        raise DeviceError(f"device={device!r} is not a valid choice; use one of {', '.join(repr(c) for c in DEVICE_CHOICES)}.")
     resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'.")
-    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={device!r} was requested but MPS is not available; use device='auto' or 'cpu'.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device={device!r} was requested but CUDA is not available; use device='auto' or 'cpu'.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist "
+                f"(cuda:0 … cuda:{torch.cuda.device_count() - 1}); use device='auto' or 'cuda'."
+            )
+    if resolved.type == "mps" and not _mps_available():
+        raise DeviceError(f"device={device!r} was requested but MPS is not available; use device='auto' or 'cpu'.")
     return resolved
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def seed_everything(seed: int) -> torch.Generator:

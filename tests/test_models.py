@@ -24,6 +24,7 @@ from fame_utils.models import (
     load_model,
 )
 from fame_utils.models import dlib_resnet, sface, weights as weights_module
+from fame_utils.models.checkpoints import clear_checkpoint_cache
 from fame_utils.models.torchvision_nets import TORCHVISION_NETS, hub_checkpoint_path
 
 SHIPPED = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "sface", "dlib_resnet"]
@@ -360,8 +361,7 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket, "socket", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    for reader in (sface.read_sface_onnx, dlib_resnet.read_dlib_dat, weights_module._cached_torch_load):
-        reader.cache_clear()
+    clear_checkpoint_cache()
 
 
 def _input_gradient(spec: ModelSpec) -> torch.Tensor:
@@ -446,7 +446,7 @@ def test_dlib_separates_identities_and_accepts_every_genuine_pair_at_0_6():
     """Genuine L2 < 0.6 (dlib's threshold) and below every impostor distance.
 
     Impostors are not all above 0.6: with the approximate 5-point chip alignment (not dlib's own shape
-    predictor) the closest impostor pair (Sunak / an Obama photo) sits at 0.594 (offline-assets §2.6).
+    predictor) the closest impostor pair (Sunak / an Obama photo) sits at 0.594.
     """
     genuine, impostor = _pair_scores("dlib_resnet")
     assert max(genuine) < min(impostor)

