@@ -7,15 +7,34 @@ odd image modes); none of the paper's networks or datasets is needed.
 from __future__ import annotations
 
 import argparse
+import codecs
+import io
 import os
 import shutil
 import warnings
 
+import h5py
 import numpy as np
 import pytest
+import tifffile
 import torch
 from onnx import TensorProto, helper
+from PIL import Image
 
+from fame_utils.data import (
+    TEMPLATES,
+    AlignmentError,
+    FaceNotFoundError,
+    ImageLoadError,
+    ProtocolError,
+    align_face,
+    align_to_template,
+    detect_faces,
+    load_crop,
+    load_image,
+    read_face_protocol,
+    to_rgb,
+)
 from fame_utils.models import (
     CheckpointError,
     CheckpointMismatchError,
@@ -37,8 +56,6 @@ def _cold_cache():
 
 
 def _torch_bytes(obj: object) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return buffer.getvalue()
@@ -264,3 +281,213 @@ def test_unavailable_accelerators_are_refused_also_as_torch_devices(monkeypatch)
     with pytest.raises(DeviceError, match="MPS is not available"):
         resolve_device("mps")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- images: what converts
+
+
+def _grey_ramp() -> np.ndarray:
+    """40×64 grey image holding every 8-bit value 0…255 (repeated)."""
+    return (np.arange(40 * 64) % 256).astype(np.uint8).reshape(40, 64)
+
+
+def test_float32_tiff_in_unit_range_scales_to_8_bit_instead_of_loading_black(tmp_path):
+    grey = _grey_ramp()
+    path = tmp_path / "float.tif"
+    Image.fromarray(grey.astype(np.float32) / 255.0, mode="F").save(path)
+    loaded = np.asarray(load_image(path))
+    assert loaded.shape == (40, 64, 3) and np.array_equal(loaded[..., 0], grey) and np.array_equal(loaded[..., 2], grey)
+
+
+def test_two_channel_grey_with_alpha_is_composited_on_white(tmp_path):
+    grey = _grey_ramp()
+    alpha = np.zeros_like(grey)
+    alpha[:20] = 255
+    path = tmp_path / "grey_alpha.png"
+    Image.fromarray(np.dstack([grey, alpha]), mode="LA").save(path)
+    loaded = np.asarray(load_image(path))
+    assert np.array_equal(loaded[:20, :, 1], grey[:20]) and (loaded[20:] == 255).all()
+
+
+def test_four_channel_tiffs_rgba_and_cmyk_convert(tmp_path):
+    rgba = np.zeros((40, 64, 4), np.uint8)
+    rgba[..., 0], rgba[:20, :, 3] = 200, 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "rgba.tif")
+    loaded = np.asarray(load_image(tmp_path / "rgba.tif"))
+    assert (loaded[:20] == (200, 0, 0)).all() and (loaded[20:] == 255).all()
+    cmyk = np.zeros((40, 64, 4), np.uint8)
+    cmyk[:20, :, 0] = 255  # pure cyan on the top half, paper white below
+    Image.fromarray(cmyk, mode="CMYK").save(tmp_path / "cmyk.tif")
+    loaded = np.asarray(load_image(tmp_path / "cmyk.tif"))
+    assert (loaded[:20] == (0, 255, 255)).all() and (loaded[20:] == 255).all()
+
+
+def test_sixteen_bit_rgb_tiff_keeps_the_high_byte(tmp_path):
+    grey = _grey_ramp().astype(np.uint16) * 257
+    path = tmp_path / "rgb16.tif"
+    tifffile.imwrite(path, np.dstack([grey, grey // 2, grey // 4]), photometric="rgb")
+    loaded = np.asarray(load_image(path))
+    assert np.array_equal(loaded[..., 0], _grey_ramp())
+
+
+# ---------------------------------------------------------------- images: what is refused, by name
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [(np.full((40, 64), 200.0), r"span \[200, 200\], outside \[0, 1\]"), (np.full((40, 64), np.nan), "NaN or infinite")],
+    ids=["float-0-255", "float-nan"],
+)
+def test_float_tiff_without_an_8_bit_meaning_is_refused(tmp_path, values, words):
+    path = tmp_path / "float.tif"
+    Image.fromarray(values.astype(np.float32), mode="F").save(path)
+    with pytest.raises(ImageLoadError, match=words) as error:
+        load_image(path)
+    assert str(path) in str(error.value) and "rescale it to [0, 1]" in str(error.value)
+
+
+@pytest.mark.parametrize("dtype, channels", [(np.float64, 1), (np.float16, 1), (np.float32, 3)])
+def test_tiffs_pillow_cannot_decode_are_named_not_called_unknown(tmp_path, dtype, channels):
+    path = tmp_path / "samples.tif"
+    shape = (40, 64) if channels == 1 else (40, 64, channels)
+    tifffile.imwrite(path, np.full(shape, 0.5, dtype), photometric="minisblack" if channels == 1 else "rgb")
+    with pytest.raises(ImageLoadError, match="a TIFF whose samples Pillow cannot decode") as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("limit", [1000, 2000], ids=["above-twice-the-limit-error", "above-the-limit-warning"])
+def test_a_decompression_bomb_names_the_file_and_the_limit(tmp_path, monkeypatch, limit):
+    path = tmp_path / "bomb.png"
+    Image.fromarray(_grey_ramp()).save(path)  # 2560 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageLoadError, match=f"MAX_IMAGE_PIXELS = {limit} pixels") as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+
+
+def _encoded(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([_grey_ramp()] * 3)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "filename, damage",
+    [
+        ("cut.jpg", lambda data: data[: len(data) // 2]),
+        ("cut.tif", lambda data: data[: len(data) // 2]),
+        ("crc.png", lambda data: data[:60] + bytes(b ^ 0xFF for b in data[60:70]) + data[70:]),
+    ],
+)
+def test_truncated_or_corrupt_files_name_the_file(tmp_path, filename, damage):
+    path = tmp_path / filename
+    path.write_bytes(damage(_encoded({"jpg": "JPEG", "tif": "TIFF", "png": "PNG"}[filename[-3:]])))
+    with pytest.raises(ImageLoadError, match="truncated or corrupt") as error:
+        load_image(path)
+    assert str(path) in str(error.value)
+
+
+def test_image_inputs_of_the_wrong_type_are_type_errors():
+    with pytest.raises(TypeError, match="path must be a str or pathlib.Path"):
+        load_image(np.zeros((40, 40, 3)))
+    with pytest.raises(TypeError, match="expected a PIL image, got ndarray"):
+        to_rgb(np.zeros((40, 40, 3)))
+
+
+# ---------------------------------------------------------------- face alignment
+
+
+@pytest.mark.parametrize("size", [(1, 1), (19, 64), (64, 12)])
+def test_align_face_on_a_tiny_image_names_the_size_limit(size):
+    with pytest.raises(FaceNotFoundError, match=f"{size[0]}x{size[1]} image is too small .* at least 20 px"):
+        align_face(Image.new("RGB", size, (128, 128, 128)))
+
+
+def test_detect_faces_on_a_tiny_image_finds_none():
+    assert detect_faces(Image.new("RGB", (12, 12))) == []
+
+
+@pytest.mark.parametrize(
+    "corrupt, words",
+    [
+        (lambda points: points.__setitem__((0, 0), np.nan), "NaN or infinite coordinates at: left eye"),
+        (lambda points: points.__setitem__((4, 1), np.inf), "NaN or infinite coordinates at: right mouth corner"),
+        (lambda points: points.__setitem__(slice(None), 7.0), "the five points must be distinct"),
+    ],
+    ids=["nan", "inf", "one-point"],
+)
+def test_bad_landmarks_raise_alignment_error(corrupt, words):
+    points = TEMPLATES[112].copy()
+    corrupt(points)
+    with pytest.raises(AlignmentError, match=words):
+        align_to_template(Image.new("RGB", (112, 112)), points)
+
+
+def test_aligning_an_empty_image_is_refused():
+    with pytest.raises(AlignmentError, match="empty 0x0 image"):
+        align_to_template(Image.new("RGB", (0, 0)), TEMPLATES[112])
+
+
+# ---------------------------------------------------------------- protocol CSVs and HDF5 crops
+
+PROTOCOL_TEXT = "G,P,T\ns1/é.png,s1/b.png,1\ns1/é.png,s2/b.png,0\n"
+PROTOCOL_ROWS = [(2, "s1/é.png", "s1/b.png", True), (3, "s1/é.png", "s2/b.png", False)]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-be-bom"])
+def test_protocol_csv_reads_utf8_and_utf16_with_a_byte_order_mark(tmp_path, encoding):
+    path = tmp_path / "scarf.csv"
+    if encoding == "utf-16-be-bom":
+        path.write_bytes(codecs.BOM_UTF16_BE + PROTOCOL_TEXT.encode("utf-16-be"))
+    else:
+        path.write_bytes(PROTOCOL_TEXT.encode(encoding))
+    assert read_face_protocol(path) == PROTOCOL_ROWS
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (PROTOCOL_TEXT.encode("latin-1"), r"line 2: byte b'\\xe9' is not valid UTF-8; save the file as UTF-8"),
+        (PROTOCOL_TEXT.encode("utf-16-le"), "line 1: NUL bytes, as in UTF-16 without a byte-order mark"),
+        (b"gallery,probe,label\na,b,1\n", r"line 1: missing column\(s\) G, P, T.*\(unknown: gallery, probe, label\)"),
+        (b"G,P\na,b\n", r"line 1: missing column\(s\) T"),
+        (b"G,P,T,G\na,b,1,c\n", "line 1: column.s. G appear more than once"),
+        (b"G,P,T\na,b,1\na,,0\n", "line 3: every row needs a gallery path G and a probe path P"),
+    ],
+    ids=["latin-1", "utf-16-without-bom", "unknown-columns", "missing-column", "duplicate-column", "empty-probe"],
+)
+def test_bad_protocol_csvs_name_the_file_the_line_and_what_is_expected(tmp_path, content, words):
+    path = tmp_path / "glass.csv"
+    path.write_bytes(content)
+    with pytest.raises(ProtocolError, match=words) as error:
+        read_face_protocol(path)
+    assert str(error.value).startswith(f"{path}, line ")
+
+
+def test_protocol_ignores_extra_columns_and_header_spaces(tmp_path):
+    path = tmp_path / "frontal.csv"
+    path.write_text(",G, P ,T,identity\n0,a.png,b.png,1,s1\n")
+    assert read_face_protocol(path) == [(2, "a.png", "b.png", True)]
+
+
+def _hdf5_crop(path) -> None:
+    with h5py.File(path, "w") as handle:
+        handle["data"] = np.zeros((112, 112, 3), np.uint8)
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda path: None, "HDF5 crop not found"),
+        (lambda path: path.write_bytes(_RANDOM), "not a readable HDF5 file"),
+        (lambda path: (_hdf5_crop(path), path.write_bytes(path.read_bytes()[:2000])), "not a readable HDF5 file"),
+    ],
+    ids=["missing", "random-bytes", "truncated"],
+)
+def test_bad_hdf5_crops_raise_image_load_error_naming_the_file(tmp_path, make, words):
+    path = tmp_path / "s1_neutral.h5"
+    make(path)
+    with pytest.raises(ImageLoadError, match=words) as error:
+        load_crop(path)
+    assert str(path) in str(error.value)

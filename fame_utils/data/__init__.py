@@ -1,6 +1,7 @@
 """Shipped real data and loaders for the paper's datasets.
 
-- :mod:`~fame_utils.data.images`: ``load_image`` (any file → upright 8-bit RGB, or ``ImageLoadError``).
+- :mod:`~fame_utils.data.images`: ``load_image`` (any file → upright 8-bit RGB, or ``ImageLoadError``; the
+  module docstring lists what converts and what is refused).
 - :mod:`~fame_utils.data.objects`: 20 real photos with hand-annotated ImageNet boxes (``object_images``).
 - :mod:`~fame_utils.data.faces`: MTCNN + similarity alignment, 10 aligned portraits and their pairs
   (``face_pairs``), the Solvay 1927 photo with 30 face boxes.
@@ -11,7 +12,9 @@
 """
 
 from fame_utils.data.faces import (
+    MIN_FACE_SIDE,
     TEMPLATES,
+    AlignmentError,
     FaceDetection,
     FaceImage,
     FaceNotFoundError,
@@ -39,10 +42,19 @@ from fame_utils.data.imagenet import (
     write_imagenet_protocol,
 )
 from fame_utils.data.objects import ObjectImage, imagenet_categories, object_image, object_image_names, object_images
-from fame_utils.data.protocols import FACE_PROTOCOLS, ProtocolPair, h5_filename, load_crop, load_face_protocol, read_face_protocol
+from fame_utils.data.protocols import (
+    FACE_PROTOCOLS,
+    ProtocolError,
+    ProtocolPair,
+    h5_filename,
+    load_crop,
+    load_face_protocol,
+    read_face_protocol,
+)
 from fame_utils.data.sheets import alignment_figure, detection_figure, draw_boxes, face_pair_sheet, object_box_sheet
 
 __all__ = [
+    "AlignmentError",
     "FACE_PROTOCOLS",
     "FaceDetection",
     "FaceImage",
@@ -50,8 +62,10 @@ __all__ = [
     "FacePair",
     "ImageLoadError",
     "ImageNetSample",
+    "MIN_FACE_SIDE",
     "MIN_IMAGE_SIDE",
     "ObjectImage",
+    "ProtocolError",
     "ProtocolPair",
     "TEMPLATES",
     "align_face",

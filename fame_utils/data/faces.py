@@ -25,6 +25,8 @@ from fame_utils.data.paths import DATA_DIR
 __all__ = [
     "FACES_DIR",
     "TEMPLATES",
+    "MIN_FACE_SIDE",
+    "AlignmentError",
     "FaceDetection",
     "FaceImage",
     "FaceNotFoundError",
@@ -57,11 +59,19 @@ TEMPLATES: dict[int, np.ndarray] = {
     ),
 }
 
+#: Smallest face MTCNN looks for, in pixels; an image with a shorter side cannot hold a detectable face.
+MIN_FACE_SIDE = 20
+LANDMARK_NAMES = ("left eye", "right eye", "nose tip", "left mouth corner", "right mouth corner")
+
 Box = tuple[int, int, int, int]
 
 
 class FaceNotFoundError(ValueError):
-    """MTCNN found no face in an image."""
+    """MTCNN found no face in an image (or the image is too small to hold one)."""
+
+
+class AlignmentError(ValueError):
+    """Landmarks or an image that cannot be aligned: wrong shape, NaN/inf, degenerate, or an empty image."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +112,17 @@ class FacePair:
 def _mtcnn():
     from facenet_pytorch import MTCNN
 
-    return MTCNN(keep_all=True, device="cpu")
+    return MTCNN(keep_all=True, min_face_size=MIN_FACE_SIDE, device="cpu")
 
 
 def detect_faces(image: Image.Image) -> list[FaceDetection]:
-    """All MTCNN face detections in ``image`` (any PIL mode), most confident first (empty if none)."""
+    """All MTCNN face detections in ``image`` (any PIL mode), most confident first.
+
+    Empty if there is none, including for images whose shorter side is below ``MIN_FACE_SIDE`` pixels.
+    """
     rgb = to_rgb(image)
+    if min(rgb.size) < MIN_FACE_SIDE:
+        return []
     boxes, probabilities, landmarks = _mtcnn().detect(rgb, landmarks=True)
     if boxes is None:
         return []
@@ -122,19 +137,42 @@ def align_to_template(image: Image.Image, landmarks: np.ndarray, size: int = 112
     """Warp ``image`` so that its 5 ``landmarks`` land on ``TEMPLATES[size]`` (bilinear, edge borders).
 
     Raises:
-        ValueError: unknown size, landmarks not (5, 2), or a degenerate transform.
+        ValueError: unknown size.
+        AlignmentError: an empty image, landmarks not (5, 2) numbers, NaN/inf landmarks (the points are
+            named), or landmarks that define no similarity transform (e.g. all at one point).
     """
     if size not in TEMPLATES:
         raise ValueError(f"no alignment template for size {size}; use one of {sorted(TEMPLATES)}.")
-    points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape != (5, 2):
-        raise ValueError(f"landmarks must have shape (5, 2) (x, y per point), got {points.shape}.")
-    transform = SimilarityTransform.from_estimate(points, TEMPLATES[size])
+    rgb = to_rgb(image)
+    if min(rgb.size) < 1:
+        raise AlignmentError(f"cannot align an empty {rgb.width}x{rgb.height} image.")
+    points = _landmark_points(landmarks)
+    try:
+        transform = SimilarityTransform.from_estimate(points, TEMPLATES[size])
+    except np.linalg.LinAlgError as error:
+        raise AlignmentError(f"could not estimate a similarity transform from landmarks {points.tolist()} ({error}).") from error
     if not transform:
-        raise ValueError(f"could not estimate a similarity transform from landmarks {points.tolist()}.")
-    pixels = np.asarray(to_rgb(image), dtype=np.float64) / 255.0
+        raise AlignmentError(
+            f"could not estimate a similarity transform from landmarks {points.tolist()}; the five points must be distinct "
+            "(left eye, right eye, nose tip, left and right mouth corner as (x, y) pixels)."
+        )
+    pixels = np.asarray(rgb, dtype=np.float64) / 255.0
     warped = warp(pixels, transform.inverse, output_shape=(size, size), order=1, mode="edge")
     return Image.fromarray(np.clip(np.round(warped * 255.0), 0, 255).astype(np.uint8), mode="RGB")
+
+
+def _landmark_points(landmarks: np.ndarray) -> np.ndarray:
+    """``landmarks`` as a finite (5, 2) float array, or an :class:`AlignmentError` saying what is wrong."""
+    try:
+        points = np.asarray(landmarks, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise AlignmentError(f"landmarks must be five (x, y) number pairs, got {landmarks!r}.") from error
+    if points.shape != (5, 2):
+        raise AlignmentError(f"landmarks must have shape (5, 2) (x, y per point), got {points.shape}.")
+    bad = [name for name, point in zip(LANDMARK_NAMES, points) if not np.isfinite(point).all()]
+    if bad:
+        raise AlignmentError(f"landmarks must be finite; NaN or infinite coordinates at: {', '.join(bad)}.")
+    return points
 
 
 def align_face(image: Image.Image, size: int = 112) -> Image.Image:
@@ -143,15 +181,22 @@ def align_face(image: Image.Image, size: int = 112) -> Image.Image:
     ``size`` 112 gives the ArcFace/SFace crop, 150 the (approximate) dlib chip.
 
     Raises:
-        FaceNotFoundError: MTCNN found no face (try a larger, frontal, well-lit photo).
+        FaceNotFoundError: MTCNN found no face, or the image's shorter side is below ``MIN_FACE_SIDE``
+            pixels (try a larger, frontal, well-lit photo).
     """
-    detections = detect_faces(image)
+    rgb = to_rgb(image)
+    if min(rgb.size) < MIN_FACE_SIDE:
+        raise FaceNotFoundError(
+            f"the {rgb.width}x{rgb.height} image is too small to hold a face: MTCNN looks for faces of at least "
+            f"{MIN_FACE_SIDE} px, so the shorter side must be at least {MIN_FACE_SIDE} px."
+        )
+    detections = detect_faces(rgb)
     if not detections:
         raise FaceNotFoundError(
-            f"no face found in the {image.width}x{image.height} image; use a photo with a visible, roughly frontal face "
-            "at least 20 px wide."
+            f"no face found in the {rgb.width}x{rgb.height} image; use a photo with a visible, roughly frontal face "
+            f"at least {MIN_FACE_SIDE} px wide."
         )
-    return align_to_template(image, detections[0].landmarks, size)
+    return align_to_template(rgb, detections[0].landmarks, size)
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:

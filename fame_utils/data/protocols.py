@@ -1,24 +1,39 @@
 """Face-verification protocols of the paper (AR Face, SCface, CFP) from user paths.
 
 A protocol is ``<protocols_dir>/<dataset>/<protocol>.csv`` with columns ``G`` (gallery path), ``P``
-(probe path), ``T`` (1 genuine, 0 impostor). Images are either files under ``images_dir`` (the CSV
-paths relative to it) or pre-aligned HDF5 crops, one per image, named by :func:`h5_filename`
-(the CSV path without extension, ``/`` → ``_``, plus ``.h5``), dataset key ``data`` (H×W×3 uint8).
-Crops load as RGB; a model trained on BGR (AdaFace) flips channels in its own preprocessing.
+(probe path), ``T`` (1 genuine, 0 impostor), in any order; other columns (e.g. a pandas index) are
+ignored. The file is UTF-8 (a byte-order mark is allowed) or UTF-16 with a byte-order mark (what
+spreadsheet programs write as "Unicode text"); any other encoding is refused with the line it fails on.
+Images are either files under ``images_dir`` (the CSV paths relative to it) or pre-aligned HDF5 crops,
+one per image, named by :func:`h5_filename` (the CSV path without extension, ``/`` → ``_``, plus ``.h5``),
+dataset key ``data`` (H×W×3 uint8). Crops load as RGB; a model trained on BGR (AdaFace) flips channels in
+its own preprocessing.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from fame_utils.data.images import load_image
+from fame_utils.data.images import ImageLoadError, load_image
 
-__all__ = ["FACE_PROTOCOLS", "PROTOCOL_ALIASES", "ProtocolPair", "h5_filename", "load_crop", "load_face_protocol", "read_face_protocol"]
+__all__ = [
+    "FACE_PROTOCOLS",
+    "PROTOCOL_ALIASES",
+    "PROTOCOL_COLUMNS",
+    "ProtocolError",
+    "ProtocolPair",
+    "h5_filename",
+    "load_crop",
+    "load_face_protocol",
+    "read_face_protocol",
+]
 
 #: Dataset → protocol names as in the reference code's file names.
 FACE_PROTOCOLS: dict[str, tuple[str, ...]] = {
@@ -28,6 +43,13 @@ FACE_PROTOCOLS: dict[str, tuple[str, ...]] = {
 }
 #: Paper names → file names.
 PROTOCOL_ALIASES = {"neutral": "frontal", "FF": "01FF", "FP": "01FP", "CFP-FF": "01FF", "CFP-FP": "01FP"}
+#: Required protocol columns: gallery path, probe path, 1 genuine / 0 impostor.
+PROTOCOL_COLUMNS = ("G", "P", "T")
+_EXPECTED_ENCODING = "UTF-8 (a byte-order mark is allowed) or UTF-16 with a byte-order mark"
+
+
+class ProtocolError(ValueError):
+    """A protocol CSV cannot be used: wrong encoding, missing columns or a bad row (file and line named)."""
 
 
 @dataclass(frozen=True)
@@ -58,48 +80,86 @@ def load_crop(path: str | Path) -> Image.Image:
     """Read an HDF5 crop (key ``data``, H×W×3 uint8) as an RGB PIL image.
 
     Raises:
-        FileNotFoundError: missing file.  ValueError: no ``data`` key, wrong shape or dtype.
+        ImageLoadError: missing, corrupt or truncated file, no ``data`` key, wrong shape or dtype (file named).
     """
     import h5py
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"HDF5 crop {path} not found.")
-    with h5py.File(path, "r") as handle:
-        if "data" not in handle:
-            raise ValueError(f"{path}: no dataset 'data' (found {list(handle.keys())}).")
-        array = np.asarray(handle["data"])
+        raise ImageLoadError(f"{path}: HDF5 crop not found; check images_dir and the storage mode.")
+    try:
+        with h5py.File(path, "r") as handle:
+            keys = list(handle.keys())
+            array = np.asarray(handle["data"]) if "data" in keys else None
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise ImageLoadError(f"{path}: not a readable HDF5 file ({error}); it is corrupt or truncated, copy it again.") from error
+    if array is None:
+        raise ImageLoadError(f"{path}: no dataset 'data' in the HDF5 crop (found {keys}).")
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"{path}: 'data' must be an HxWx3 uint8 array, got shape {array.shape} and dtype {array.dtype}.")
+        raise ImageLoadError(f"{path}: 'data' must be an HxWx3 uint8 array, got shape {array.shape} and dtype {array.dtype}.")
     return Image.fromarray(array, mode="RGB")
 
 
 def read_face_protocol(path: str | Path) -> list[tuple[int, str, str, bool]]:
-    """Rows of a ``G, P, T`` CSV as (line, gallery, probe, genuine).
+    """Rows of a ``G, P, T`` CSV as (line, gallery, probe, genuine); encoding and columns as in the module docstring.
 
     Raises:
-        FileNotFoundError: missing file.  ValueError: missing columns or the first bad row (line number,
-            empty path or ``T`` not 0/1); no row is silently dropped.
+        FileNotFoundError: missing file.
+        ProtocolError: an encoding other than UTF-8 / UTF-16 with BOM (the line is named), missing columns
+            (the expected and the found ones are named), or the first bad row (line number, empty path or
+            ``T`` not 0/1); no row is silently dropped.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"protocol file {path} not found.")
+    reader = csv.DictReader(io.StringIO(_protocol_text(path), newline=""))
+    columns = [name.strip() for name in reader.fieldnames or []]
+    missing = [c for c in PROTOCOL_COLUMNS if c not in columns]
+    if missing:
+        unknown = [c for c in columns if c not in PROTOCOL_COLUMNS]
+        raise ProtocolError(
+            f"{path}, line 1: missing column(s) {', '.join(missing)}; a protocol needs the columns G (gallery path), "
+            f"P (probe path) and T (1 genuine, 0 impostor), found {columns or 'no header'}"
+            + (f" (unknown: {', '.join(unknown)})." if unknown else ".")
+        )
+    duplicated = sorted({c for c in PROTOCOL_COLUMNS if columns.count(c) > 1})
+    if duplicated:
+        raise ProtocolError(f"{path}, line 1: column(s) {', '.join(duplicated)} appear more than once in {columns}.")
+    reader.fieldnames = columns
     rows = []
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("G", "P", "T") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected G, P, T, found {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            gallery, probe, label = ((row.get(k) or "").strip() for k in ("G", "P", "T"))
-            if None in row or not gallery or not probe:
-                raise ValueError(f"{path}, line {line}: every row needs a gallery path G and a probe path P (got {row}).")
-            if label not in ("0", "1"):
-                raise ValueError(f"{path}, line {line}: T must be 1 (genuine) or 0 (impostor), got {label!r}.")
-            rows.append((line, gallery, probe, label == "1"))
+    for row in reader:
+        line = reader.line_num
+        gallery, probe, label = ((row.get(k) or "").strip() for k in PROTOCOL_COLUMNS)
+        if None in row or not gallery or not probe:
+            raise ProtocolError(f"{path}, line {line}: every row needs a gallery path G and a probe path P (got {row}).")
+        if label not in ("0", "1"):
+            raise ProtocolError(f"{path}, line {line}: T must be 1 (genuine) or 0 (impostor), got {label!r}.")
+        rows.append((line, gallery, probe, label == "1"))
     if not rows:
-        raise ValueError(f"{path}: no pairs.")
+        raise ProtocolError(f"{path}: no pairs below the header line.")
     return rows
+
+
+def _protocol_text(path: Path) -> str:
+    """The CSV's text: UTF-16 if it starts with a UTF-16 byte-order mark, else UTF-8 (optional BOM)."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise ProtocolError(
+            f"{path}, line {line}: NUL bytes, as in UTF-16 without a byte-order mark; save the file as {_EXPECTED_ENCODING}."
+        )
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ProtocolError(
+            f"{path}, line {line}: byte {data[error.start:error.start + 1]!r} is not valid {encoding.upper().removesuffix('-SIG')}; "
+            f"save the file as {_EXPECTED_ENCODING}."
+        ) from error
 
 
 def _protocol_name(dataset: str, protocol: str) -> str:
@@ -122,7 +182,8 @@ def load_face_protocol(dataset: str, protocol: str, protocols_dir: str | Path, i
 
     Raises:
         FileNotFoundError: missing directory/protocol, or image files (count and the first few, with lines).
-        ValueError: unknown dataset/protocol/storage or a bad row.
+        ValueError: unknown dataset/protocol/storage.
+        ProtocolError: the CSV's encoding, columns or a row (file and line named).
     """
     name = _protocol_name(dataset, protocol)
     images_dir = Path(images_dir)
