@@ -110,7 +110,7 @@ def test_corrupt_weights_of_every_family_raise_checkpoint_error_naming_the_file(
     assert isinstance(error.value, ValueError)
 
 
-def test_a_checkpoint_holding_a_module_is_not_a_state_dict(tmp_path):
+def test_a_checkpoint_holding_a_list_is_not_a_state_dict(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([torch.zeros(2)], path)
     with pytest.raises(CheckpointMismatchError, match="holds a list, not a state_dict"):
