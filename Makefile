@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip
 SMOKE_DIR ?= build/smoke
 INSTALL_FLAGS ?= -q
+CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup figures paper test unit notebooks nbval benchmarks lab clean
+.PHONY: setup figures paper test unit notebooks nbval browser benchmarks lab clean
 
 setup: $(STAMP)
 
@@ -28,10 +29,10 @@ figures: setup
 paper: setup
 	$(BIN)/python -m fame_utils.run --profile paper --output figures
 
-test: setup unit notebooks nbval
+test: setup unit notebooks nbval browser
 
 unit: setup
-	$(BIN)/python -m pytest -m "not notebooks" tests
+	$(BIN)/python -m pytest -m "not notebooks and not browser" tests
 
 # Every notebook in the smoke profile via papermill, then the assertions on what they recorded.
 notebooks: setup
@@ -44,6 +45,14 @@ nbval: setup
 	PATH=$(abspath $(BIN)):$$PATH FAME_STATIC_WIDGETS=1 $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax --current-env \
 		--nbval-cell-timeout=1800 \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg $(SMOKE_DIR)/executed/*.ipynb
+
+# Every widget draws and redraws in JupyterLab, driven in headless Chromium (Debian's; .ci/run installs it).
+browser: setup
+	if [ -x $(CHROMIUM) ]; then \
+		$(BIN)/python -m pytest -m browser tests/browser; \
+	else \
+		echo "SKIPPED browser tests: chromium not installed (apt-get install chromium chromium-driver)"; \
+	fi
 
 benchmarks: setup
 	for script in benchmarks/*.py; do $(BIN)/python $$script; done
