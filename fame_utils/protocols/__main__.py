@@ -13,7 +13,6 @@ Several (each rank takes every N-th chunk of items)::
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -61,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--images-dir", type=Path, default=None, help="face protocols: images or HDF5 crops")
     run.add_argument("--device", default="auto", help="auto (CUDA GPU LOCAL_RANK, MPS, CPU), cpu, cuda or mps")
     run.add_argument("--threads", type=int, default=None, help="CPU threads per rank (default: the node's cores / its ranks)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar per rank (TQDM_DISABLE=1 in the environment also silences the methods' own bars)")
     merge = commands.add_parser("report", help="merge run folders into Table 1 or Table 2 with bootstrap intervals")
     merge.add_argument("--out", required=True, nargs="+", type=Path, help="run folder(s) of one task (e.g. one per network)")
     merge.add_argument("--tables", type=Path, default=None, help="where the tables go (default: the run folder; required for several)")
@@ -70,8 +69,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.no_progress:
-        os.environ["TQDM_DISABLE"] = "1"  # also the inner bars of the methods and sweeps
     data = DataOptions(data_root=args.data_root, protocol_csv=args.protocol_csv, per_class=args.per_class, seed=args.seed,
                        protocols_dir=args.protocols_dir, images_dir=args.images_dir)
     options = RunOptions(protocol=args.protocol, network=args.network, out=args.out, methods=tuple(args.methods),

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from fame_utils.data import face_pairs, imagenet_protocol, load_face_protocol, load_imagenet_protocol, object_images
+from fame_utils.evaluation.classification import samples_from_objects
 from fame_utils.protocols.errors import ProtocolInputError
 
 __all__ = ["PROTOCOLS", "ClassificationItem", "DataOptions", "PairItem", "ProtocolInfo", "evenly_spaced", "resolve_items"]
@@ -106,14 +107,10 @@ def _id_width(count: int) -> int:
 
 
 def _shipped_objects() -> list[ClassificationItem]:
-    items = []
-    photos = object_images()
-    width = _id_width(len(photos))
-    for index, photo in enumerate(photos):
-        target = int(photo.classes[0])
-        box = next(tuple(int(v) for v in b) for c, b in zip(photo.classes, photo.boxes) if int(c) == target)
-        items.append(ClassificationItem(f"{index:0{width}d}-{photo.name}", target, box, (lambda image=photo.image: image)))
-    return items
+    samples = samples_from_objects(object_images())
+    width = _id_width(len(samples))
+    return [ClassificationItem(f"{index:0{width}d}-{sample.name}", sample.target, sample.box, (lambda image=sample.image: image))
+            for index, sample in enumerate(samples)]
 
 
 def _existing_folder(path: Path | None, flag: str, what: str) -> Path:

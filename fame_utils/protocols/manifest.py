@@ -77,8 +77,8 @@ def merge_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
     normalised = json.loads(json.dumps(plan))
     existing = read_json(folder / PLAN_NAME)
     if existing is not None:
-        differences = [f"{key}: the folder has {_short(existing.get(key))}, this run asks for {_short(normalised.get(key))}"
-                       for key in sorted(set(existing) | set(normalised)) if key != "methods" and existing.get(key) != normalised.get(key)]
+        differences = [f"{key}: the folder has {_short(old)}, this run asks for {_short(new)}"
+                       for key, old, new in _differences(existing, normalised) if key != "methods"]
         if differences:
             raise StoreMismatchError(f"{folder} holds a run with other settings ({'; '.join(differences)}). "
                                      "Rerun with the folder's settings to resume it, or choose another --out.")
@@ -87,6 +87,13 @@ def merge_plan(folder: Path, plan: dict[str, Any]) -> dict[str, Any]:
             return existing
     write_json_atomic(folder / PLAN_NAME, normalised)
     return normalised
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old, new)`` for every leaf where two JSON records differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [difference for key in sorted(set(old) | set(new)) for difference in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def _short(value: Any) -> str:

@@ -15,12 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fame_utils.evaluation.classification import BOX_CONVENTIONS, format_table, summarize
 from fame_utils.metrics import RoadCurves, VerificationCurves, bootstrap_auc_interval
-from fame_utils.metrics.classification_benchmark import format_table, summarize
 from fame_utils.protocols.errors import IncompleteStoreError, StoreMismatchError
 from fame_utils.protocols.manifest import PLAN_NAME, read_json
 from fame_utils.protocols.store import CorruptItemError, ItemStore, load_arrays, write_atomic
-from fame_utils.protocols.tasks import BOX_CONVENTIONS
 
 __all__ = ["ProtocolReport", "load_items", "report"]
 

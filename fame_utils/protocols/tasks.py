@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from fame_utils.baselines import CLASSIFIER_METHODS, VERIFICATION_METHODS, centre_gaussian_maps, classifier_maps, explain_pairs, random_maps
+from fame_utils.evaluation.classification import BOX_CONVENTIONS, ClassificationSample, prepare_samples
 from fame_utils.fame import FameConfig
-from fame_utils.metrics import DEFAULT_PERCENTS, IOU_THRESHOLDS, Normalizer, box_in_input, cosine_scores, deletion_insertion, eer_threshold, iou, road_curves
+from fame_utils.metrics import DEFAULT_PERCENTS, IOU_THRESHOLDS, Normalizer, cosine_scores, deletion_insertion, eer_threshold, iou, road_curves
 from fame_utils.models import ModelSpec
 from fame_utils.protocols.catalogue import ClassificationItem, PairItem
 from fame_utils.protocols.errors import ProtocolInputError
 
 __all__ = [
-    "BOX_CONVENTIONS",
     "ClassificationTask",
     "DEFAULT_METHODS",
     "METHODS",
@@ -35,10 +35,12 @@ __all__ = [
     "chunk_seed",
 ]
 
-#: Box conventions of the IoU columns: aspect-preserving resize, and the paper's per-axis scaling.
-BOX_CONVENTIONS: dict[str, bool] = {"default": False, "paper-faithful": True}
-#: Network-blind maps a verification table can carry as floors.
-VERIFICATION_REFERENCES: tuple[str, ...] = ("Centre Gaussian", "Random")
+#: Network-blind probe maps a verification table can carry as floors: name → maps(probes, seed).
+_REFERENCE_MAPS = {
+    "Centre Gaussian": lambda probes, seed: centre_gaussian_maps(probes),
+    "Random": lambda probes, seed: random_maps(probes, seed=seed),
+}
+VERIFICATION_REFERENCES: tuple[str, ...] = tuple(_REFERENCE_MAPS)
 #: Method names each task accepts.
 METHODS: dict[str, tuple[str, ...]] = {"classification": CLASSIFIER_METHODS, "verification": (*VERIFICATION_METHODS, *VERIFICATION_REFERENCES)}
 #: The paper's methods of Table 1 and Table 2.
@@ -100,17 +102,10 @@ class ClassificationTask:
                 "box_conventions": list(BOX_CONVENTIONS)}
 
     def prepare(self, items: Sequence[ClassificationItem]) -> dict[str, Any]:
-        """Load and preprocess a chunk's photos once for all methods."""
-        images = [item.load() for item in items]
-        tensors = torch.stack([self.spec.preprocess(image) for image in images]).to(self.spec.device)
-        boxes = [{name: self._box(item, image, faithful) for name, faithful in BOX_CONVENTIONS.items()} for item, image in zip(items, images)]
-        return {"items": list(items), "tensors": tensors, "pixels": self.normalizer.inverse(tensors).clamp(0, 1), "boxes": boxes}
-
-    def _box(self, item: ClassificationItem, image: Any, paper_faithful: bool) -> tuple[int, int, int, int] | None:
-        if item.box is None:
-            return None
-        box = box_in_input(item.box, image.size, self.spec, paper_faithful=paper_faithful)
-        return box if box[2] > box[0] and box[3] > box[1] else None
+        """Load and preprocess a chunk's photos once for all methods (boxes in both conventions)."""
+        prepared = prepare_samples(self.spec, [ClassificationSample(item.item_id, item.load(), item.target, item.box) for item in items])
+        return {"items": list(items), "tensors": torch.stack([p.tensor for p in prepared]).to(self.spec.device),
+                "pixels": torch.stack([p.pixels for p in prepared]).to(self.spec.device), "boxes": [p.boxes for p in prepared]}
 
     def compute(self, method: str, chunk: dict[str, Any], seed: int) -> list[dict[str, np.ndarray]]:
         """One stored record per item of the chunk: ``map`` (float16), ``iou`` (conventions × τ, NaN without a box),
@@ -187,10 +182,8 @@ class VerificationTask:
         """One stored record per pair: ``similar`` (and ``dissimilar``) float16 maps of the probe, ``label``,
         ``deletion`` and ``insertion`` cosine scores per P."""
         gallery, probes = chunk["gallery"], chunk["probes"]
-        if method == "Centre Gaussian":
-            maps = {"similar": centre_gaussian_maps(probes), "dissimilar": None}
-        elif method == "Random":
-            maps = {"similar": random_maps(probes, seed=seed), "dissimilar": None}
+        if method in _REFERENCE_MAPS:
+            maps = {"similar": _REFERENCE_MAPS[method](probes, seed), "dissimilar": None}
         else:
             maps = explain_pairs(self.spec.module, self.spec.target_layer, gallery, probes, threshold, methods=(method,), sides=("probe",),
                                  fame_config=self.config, n_masks=self.n_masks, seed=self.seed)[method]["probe"]
