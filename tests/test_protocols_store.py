@@ -16,7 +16,8 @@ from fame_utils.protocols.catalogue import PairItem, evenly_spaced
 from fame_utils.protocols.distributed import RankContext, cpu_threads, shard
 from fame_utils.protocols.errors import StoreMismatchError
 from fame_utils.protocols.lock import RunLock, RunLockedError
-from fame_utils.protocols.manifest import PLAN_NAME, merge_plan
+from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint
+from fame_utils.protocols.manifest import PLAN_NAME, merge_plan, record_run
 from fame_utils.protocols.runner import chunks_of
 from fame_utils.protocols.store import CHECKSUM_KEY, CorruptItemError, ItemStore, load_arrays, method_slug, save_arrays, write_atomic
 
@@ -238,3 +239,32 @@ def test_damaged_plan_is_reported(tmp_path):
     (tmp_path / PLAN_NAME).write_text("{not json")
     with pytest.raises(StoreMismatchError, match="damaged"):
         merge_plan(tmp_path, _plan())
+
+
+# ---------------------------------------------------------------- finding runs for the notebooks
+
+
+def _finished_run(folder, protocol: str, complete: bool) -> None:
+    plan = merge_plan(folder, _plan(protocol=protocol))
+    record_run(folder, plan, {"seconds": 1.0, "computed": 2}, {"complete": complete})
+
+
+def test_find_runs_sorts_complete_and_unfinished_runs_of_the_asked_protocols(tmp_path):
+    for name, protocol, complete in (("b_ff", "cfp_ff", True), ("a_fp", "cfp_fp", True), ("c_fp", "cfp_fp", False), ("objects", "shipped_objects", True)):
+        (tmp_path / name).mkdir()
+        _finished_run(tmp_path / name, protocol, complete)
+    (tmp_path / "notes").mkdir()
+    found = find_runs(tmp_path, ["cfp_fp", "cfp_ff"])
+    assert found.complete == [tmp_path / "a_fp", tmp_path / "b_ff"] and found.unfinished == [tmp_path / "c_fp"]
+    assert find_runs(tmp_path / "a_fp", ["cfp_fp"]).complete == [tmp_path / "a_fp"]
+    assert find_runs("", ["cfp_fp"]) == find_runs(tmp_path / "absent", ["cfp_fp"]) == FoundRuns()
+    with pytest.raises(ValueError, match="unknown protocol"):
+        find_runs(tmp_path, ["cfp"])
+
+
+def test_production_hint_is_a_runnable_command_into_the_searched_folder(tmp_path):
+    hint = production_hint("imagenet_loc", tmp_path, "resnet50", "--weights hub --data-root /data/imagenet")
+    command = hint.splitlines()[1].split()
+    assert command[:4] == ["torchrun", "--standalone", "--nproc_per_node=8", "-m"]
+    assert command[command.index("--protocol") + 1] == "imagenet_loc" and command[command.index("--network") + 1] == "resnet50"
+    assert command[command.index("--out") + 1] == str(tmp_path / "imagenet_loc_resnet50") and "--data-root" in command

@@ -10,12 +10,14 @@ It builds on the methods, metrics and models; nothing below it imports it.
 - :mod:`~fame_utils.protocols.store`, :mod:`~fame_utils.protocols.lock`, :mod:`~fame_utils.protocols.manifest`:
   atomic checksummed files, the one-run-per-folder lock, the plan and the manifest.
 - :mod:`~fame_utils.protocols.runner`, :mod:`~fame_utils.protocols.report`: run a shard; merge the tables.
+- :mod:`~fame_utils.protocols.lookup`: finished runs for the notebooks' ``paper`` profile, or how to produce them.
 """
 
 from fame_utils.protocols.catalogue import PROTOCOLS, DataOptions, resolve_items
 from fame_utils.protocols.distributed import RankContext, cpu_threads, shard
 from fame_utils.protocols.errors import IncompleteStoreError, ProtocolInputError, StoreMismatchError
 from fame_utils.protocols.lock import RunLock, RunLockedError
+from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint
 from fame_utils.protocols.report import ProtocolReport, load_items, report
 from fame_utils.protocols.runner import RunOptions, RunSummary, run_protocol
 from fame_utils.protocols.store import CorruptItemError, ItemStore
@@ -24,6 +26,7 @@ __all__ = [
     "PROTOCOLS",
     "CorruptItemError",
     "DataOptions",
+    "FoundRuns",
     "IncompleteStoreError",
     "ItemStore",
     "ProtocolInputError",
@@ -35,7 +38,9 @@ __all__ = [
     "RunSummary",
     "StoreMismatchError",
     "cpu_threads",
+    "find_runs",
     "load_items",
+    "production_hint",
     "report",
     "resolve_items",
     "run_protocol",

@@ -174,7 +174,7 @@ def _load_network(options: RunOptions, device: torch.device) -> ModelSpec:
 def _task(kind: str, spec: ModelSpec, options: RunOptions) -> Task:
     if kind == "classification":
         return ClassificationTask(spec, FameConfig(iterations=options.iterations))
-    return VerificationTask(spec, FameConfig(iterations=options.iterations, epsilon=None), n_masks=options.n_masks, seed=options.seed)
+    return VerificationTask(spec, FameConfig(iterations=options.iterations), n_masks=options.n_masks, seed=options.seed)
 
 
 def _check_numbers(options: RunOptions) -> None:
@@ -296,20 +296,8 @@ def _complete(store: ItemStore, plan: dict[str, Any]) -> bool:
     return all(store.path(method, item_id).is_file() for method in plan["methods"] for item_id in plan["items"])
 
 
-def run_protocol(options: RunOptions, context: RankContext | None = None) -> RunSummary:
-    """Run (or resume) a protocol on this process's shard; under torchrun every rank calls this.
-
-    Every input is checked before anything is written: protocol and methods, numbers, device, the network's
-    weights (:func:`fame_utils.models.load_model`) and the dataset (folder, CSV, image files). Then rank 0 takes
-    the folder's lock and checks the folder's plan; items stored intact are reused.
-
-    Raises:
-        ProtocolInputError: bad input (before any work).
-        RunLockedError: another run holds ``options.out``.
-        StoreMismatchError: ``options.out`` holds a run with other settings, or is an unrelated non-empty folder.
-    """
-    context = context or RankContext.from_env()
-    started, clock = utc_now(), time.perf_counter()
+def _validated(options: RunOptions, context: RankContext) -> tuple[str, tuple[str, ...], torch.device, int]:
+    """Protocol task, methods, device and CPU threads of this rank, or the first bad input."""
     if options.protocol not in PROTOCOLS:
         raise ProtocolInputError(f"unknown protocol {options.protocol!r}; choose one of {', '.join(PROTOCOLS)}.")
     kind = PROTOCOLS[options.protocol].task
@@ -319,7 +307,35 @@ def run_protocol(options: RunOptions, context: RankContext | None = None) -> Run
         device = rank_device(options.device, context)
     except (ValueError, RuntimeError) as error:
         raise ProtocolInputError(f"--device {options.device}: {error}") from error
-    threads = options.threads or cpu_threads(available_cores(), context.local_world_size)
+    return kind, methods, device, options.threads or cpu_threads(available_cores(), context.local_world_size)
+
+
+def _run_entry(summary: RunSummary, started: str, world_size: int, methods: Sequence[str]) -> dict[str, Any]:
+    """This run's entry of the manifest."""
+    ranks = [{**asdict(stats), "seconds": round(stats.seconds, 3), "items_per_second": round(stats.items_per_second, 4)} for stats in summary.ranks]
+    return {"started": started, "seconds": round(summary.seconds, 3), "command": " ".join(sys.argv), "world_size": world_size, "methods": list(methods),
+            "computed": summary.computed, "reused": summary.reused, "recomputed_damaged": summary.damaged,
+            "items_per_second": round(summary.items_per_second, 4), "ranks": ranks}
+
+
+def run_protocol(options: RunOptions, context: RankContext | None = None) -> RunSummary:
+    """Run (or resume) a protocol on this process's shard; under torchrun every rank calls this.
+
+    Every input is checked before anything is written: protocol and methods, numbers, device, the network's
+    weights (:func:`fame_utils.models.load_model`) and the dataset (folder, CSV, image files). Then rank 0 takes
+    the folder's lock and checks the folder's plan; items stored intact are reused. On CUDA, cuDNN is switched
+    to its deterministic kernels so that the same item gives the same numbers on every rank.
+
+    Raises:
+        ProtocolInputError: bad input (before any work).
+        RunLockedError: another run holds ``options.out``.
+        StoreMismatchError: ``options.out`` holds a run with other settings, or is an unrelated non-empty folder.
+    """
+    context = context or RankContext.from_env()
+    started, clock = utc_now(), time.perf_counter()
+    kind, methods, device, threads = _validated(options, context)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     with _torch_threads(threads):
         spec = _load_network(options, device)
         task = _task(kind, spec, options)
@@ -335,20 +351,15 @@ def run_protocol(options: RunOptions, context: RankContext | None = None) -> Run
                 contexts = _split_contexts(context, task, store, items, options.batch_size) if kind == "verification" else {}
                 chunks = chunks_of(items, options.batch_size)
                 todo = _scan(store, chunks, shard(range(len(chunks)), context.rank, context.world_size), methods, stats, context.label)
-                total = sum(len(missing) for _, _, missing in todo)
-                with tqdm(total=total, desc=context.label, unit="item", position=context.local_rank, disable=not options.progress) as bar:
+                with tqdm(total=sum(len(missing) for _, _, missing in todo), desc=context.label, unit="item", position=context.local_rank,
+                          disable=not options.progress) as bar:
                     _compute(task, store, chunks, todo, options.seed, contexts, stats, bar)
                 stats.seconds = time.perf_counter() - clock
                 print(stats.line(context.world_size), file=sys.stderr)
-                everyone = _gather(stats)
-                summary = RunSummary(store.root, everyone, time.perf_counter() - clock, _complete(store, plan))
+                summary = RunSummary(store.root, _gather(stats), time.perf_counter() - clock, _complete(store, plan))
                 if context.is_main:
-                    run = {"started": started, "seconds": round(summary.seconds, 3), "command": " ".join(sys.argv), "world_size": context.world_size,
-                           "methods": list(methods), "computed": summary.computed, "reused": summary.reused, "recomputed_damaged": summary.damaged,
-                           "items_per_second": round(summary.items_per_second, 4),
-                           "ranks": [{**asdict(s), "seconds": round(s.seconds, 3), "items_per_second": round(s.items_per_second, 4)} for s in everyone]}
                     data = {key: str(value) if isinstance(value, Path) else value for key, value in asdict(options.data).items()}
-                    record_run(store.root, plan, run, {"complete": summary.complete, "data": data})
+                    record_run(store.root, plan, _run_entry(summary, started, context.world_size, methods), {"complete": summary.complete, "data": data})
                     print(summary.line(), file=sys.stderr)
                 return summary
             finally:
