@@ -24,10 +24,10 @@ $(STAMP): pyproject.toml requirements-nodeps.txt
 	touch $@
 
 figures: setup
-	$(BIN)/python -m fame_utils.run --profile default --output figures
+	$(BIN)/python -m fame_utils.workbook.run --profile default --output figures
 
 paper: setup
-	$(BIN)/python -m fame_utils.run --profile paper --output figures
+	$(BIN)/python -m fame_utils.workbook.run --profile paper --output figures
 
 test: setup unit notebooks nbval browser
 
@@ -37,7 +37,7 @@ unit: setup
 # Every notebook in the smoke profile via papermill, then the assertions on what they recorded.
 notebooks: setup
 	rm -rf $(SMOKE_DIR)
-	$(BIN)/python -m fame_utils.run --profile smoke --output $(SMOKE_DIR)
+	$(BIN)/python -m fame_utils.workbook.run --profile smoke --output $(SMOKE_DIR)
 	FAME_SMOKE_DIR=$(SMOKE_DIR) $(BIN)/python -m pytest -m notebooks tests
 
 # nbval re-executes the smoke copies and compares the outputs marked NBVAL_CHECK_OUTPUT.

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from fame_utils.baselines.verification import fggb_gradients
+from fame_utils.baselines.gradient import fggb_gradients
 from fame_utils.data import face_pairs
 from fame_utils.models import load_model
 

@@ -1,8 +1,8 @@
-"""fame-workbook helper package: FAME, its rivals, models, data, metrics and plotting for the notebooks.
+"""fame-workbook helper package: FAME, its rivals, metrics, benchmarks and plotting for the notebooks.
 
-Submodules (one concept each): ``fame`` (the method), ``models``, ``data``, ``baselines``, ``metrics``,
-``locality``, ``viz``, ``widgets``, ``layers`` (hooks), ``runtime`` (device, seeds), ``session``
-(figures, recorded numbers, manifest) and ``run`` (the papermill runner).
+Layers, lowest first (a module imports only from its own layer or lower ones; see README "How the code is organised"):
+``_checks`` / ``runtime`` / ``layers`` → ``models`` / ``data`` → ``fame`` → ``metrics`` → ``locality`` →
+``baselines`` → ``evaluation`` → ``viz`` → ``workbook`` (what only the notebooks need).
 """
 
 __version__ = "0.1.0"

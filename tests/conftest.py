@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Helpers append their fixtures below; keep each one small and seeded."""
+"""Shared pytest helpers. The tiny test networks live in ``tiny_models`` (one module, imported by every test file)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,10 @@ def smoke_results(stem: str) -> dict:
     return json.loads(path.read_text())
 
 
-def pointwise_net():
-    """1×1 convolution with positive weights, ReLU, non-overlapping 4×4 average pooling (seeded): on a 16×16 input,
-    feature-map location k sees exactly its own 4×4 cell."""
-    import torch
-    from torch import nn
-
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AvgPool2d(4))
-    with torch.no_grad():
-        net[0].weight.uniform_(0.1, 1.0)
-        net[0].bias.fill_(0.1)
-    return net.eval()
+def package_modules() -> dict[str, Path]:
+    """Every module of ``fame_utils`` by dotted name (a package by its ``__init__.py``)."""
+    modules = {}
+    for path in sorted((REPO_ROOT / "fame_utils").rglob("*.py")):
+        parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules

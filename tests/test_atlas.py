@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import pointwise_net
-from fame_utils import atlas
+from tiny_models import pointwise_net, spread_net
+from fame_utils.workbook import nb03_atlas as atlas
 from fame_utils.fame import FameConfig
 from fame_utils.models import ModelSpec
 
@@ -26,16 +26,6 @@ def _spec(module: nn.Module, target_layer: str, task: str = "classification") ->
     return ModelSpec(name="tiny", module=module.eval(), preprocess=lambda image: torch.as_tensor(image).permute(2, 0, 1).float(),
                      task=task, input_size=16, target_layer=target_layer, stages=[target_layer], class_names=None,
                      source={}, input_space="RGB in [0, 1]")
-
-
-def _spread_net() -> nn.Module:
-    """A 5×5 convolution before the pooling: every location also sees 2 pixels of each neighbouring cell."""
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(4))
-    with torch.no_grad():
-        net[0].weight.uniform_(0.1, 1.0)
-        net[0].bias.fill_(0.1)
-    return net
 
 
 def _image() -> torch.Tensor:
@@ -57,7 +47,7 @@ def test_pointwise_network_keeps_every_fame_and_gradient_map_in_its_cell() -> No
 
 
 def test_a_wider_receptive_field_spreads_the_maps_out_of_their_cells() -> None:
-    result = atlas.compute_atlas("spread", _spec(_spread_net(), "2"), _image(), UNBLURRED, progress=False)
+    result = atlas.compute_atlas("spread", _spec(spread_net(), "2"), _image(), UNBLURRED, progress=False)
     assert float(result.gradient_mass.max()) < 1 - 1e-3
     assert float(result.fame_mass.mean()) < 1 - 1e-3
 

@@ -1,8 +1,6 @@
-"""CAM baselines through grad-cam, and the sanity reference maps (fame-method §11, §14)."""
+"""CAM baselines through grad-cam, the sanity reference maps, Finer-FAME and the classifier registry."""
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
@@ -24,32 +22,14 @@ from fame_utils.baselines import (
     random_maps,
     similar_classes,
 )
+from tiny_models import cam_classifier
 
 LAYER = "features.3"
 
 
-def tiny_classifier(seed: int = 0) -> nn.Module:
-    """Two conv blocks (a 16×16 input gives an 8×8 feature map at ``features.3``) and 5 classes."""
-    torch.manual_seed(seed)
-    model = nn.Sequential()
-    model.add_module("features", nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.Conv2d(6, 8, 3, stride=2, padding=1), nn.ReLU(),
-    ))
-    model.add_module("pool", nn.AdaptiveAvgPool2d(1))
-    model.add_module("flatten", nn.Flatten())
-    model.add_module("head", nn.Linear(8, 5))
-    with torch.no_grad():
-        bn = model.features[1]
-        bn.running_mean.uniform_(-0.2, 0.2)
-        bn.running_var.uniform_(0.5, 1.5)
-        bn.bias.uniform_(-0.3, 0.3)
-    return model.eval()
-
-
 @pytest.fixture()
 def model() -> nn.Module:
-    return tiny_classifier()
+    return cam_classifier()
 
 
 @pytest.fixture()
@@ -179,8 +159,8 @@ def test_centre_gaussian_peaks_at_the_centre_and_is_symmetric():
 
 
 # ---------------------------------------------------------------- Finer-FAME (ours) and the method dispatcher
-from fame_utils.baselines import CLASSIFIER_METHODS, classifier_maps, finer_fame, finer_loss, finer_targets  # noqa: E402
-from fame_utils.fame import FameConfig, explain_class  # noqa: E402
+from fame_utils.baselines import CLASSIFIER_METHODS, classifier_maps, finer_fame, finer_targets  # noqa: E402
+from fame_utils.fame import FameConfig, explain_class, finer_loss  # noqa: E402
 
 FAST = FameConfig(iterations=8, blur_kernel=5, blur_sigma=1.0)
 
@@ -205,7 +185,7 @@ def test_finer_fame_without_contrast_is_fame(model, images):
 
 def test_finer_loss_rejects_a_partial_batch(model, images):
     loss = finer_loss(model, finer_targets(model, images, [0, 1, 2]))
-    with pytest.raises(ValueError, match="2 samples for 3 targets"):
+    with pytest.raises(ValueError, match="2 samples but 3 targets"):
         loss(images[:2])
 
 

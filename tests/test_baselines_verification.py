@@ -1,12 +1,11 @@
-"""Verification baselines: CAM-cosine, Grad-CAM-EW-cosine, CorrRISE, FGGB (fame-method §11)."""
+"""Verification baselines: CAM-cosine, Grad-CAM-EW-cosine, CorrRISE, FGGB, and running them by name."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-from fame_utils.baselines.verification import (
+from fame_utils.baselines import (
     VERIFICATION_METHODS,
     corrrise,
     corrrise_masks,
@@ -18,16 +17,7 @@ from fame_utils.baselines.verification import (
     gradcam_verification,
 )
 from fame_utils.fame import FameConfig, optimize, verification_loss
-
-
-def tiny_embedder(seed: int = 0, dims: int = 16) -> nn.Module:
-    """A seeded 32×32 → D embedding net with a 8×8 'body' layer for the CAMs."""
-    torch.manual_seed(seed)
-    net = nn.Sequential()
-    net.add_module("stem", nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()))
-    net.add_module("body", nn.Sequential(nn.Conv2d(8, 8, 3, stride=4, padding=1), nn.ReLU()))
-    net.add_module("head", nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 8, dims)))
-    return net.eval()
+from tiny_models import RegionEmbedding, cam_embedder
 
 
 def pair_images(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,7 +27,7 @@ def pair_images(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tens
 
 @pytest.mark.parametrize("method", [gradcam_verification, gradcam_ew_verification])
 def test_cam_cosine_and_dot_targets_give_identical_maps(method):
-    model = tiny_embedder()
+    model = cam_embedder()
     images, references = pair_images()
     cosine = method(model, "body", images, references, target="cosine")
     dot = method(model, "body", images, references, target="dot")
@@ -49,7 +39,7 @@ def test_cam_cosine_and_dot_targets_give_identical_maps(method):
 
 
 def test_cam_accepts_reference_embeddings_and_checks_batch_length():
-    model = tiny_embedder()
+    model = cam_embedder()
     images, references = pair_images()
     with torch.no_grad():
         embeddings = model(references)
@@ -86,14 +76,6 @@ def test_corrrise_default_patch_scales_with_the_input_size_and_masks_are_seeded(
     assert not torch.equal(corrrise_masks(20, 32, seed=5), corrrise_masks(20, 32, seed=6))
 
 
-class RegionEmbedding(nn.Module):
-    """φ(x) = (mean of x over rows 8–15 / cols 8–15, 0.5): occluding that region lowers cos with (1, 0)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        region = x[:, :, 8:16, 8:16].mean(dim=(1, 2, 3))
-        return torch.stack([region, torch.full_like(region, 0.5)], dim=1)
-
-
 def test_corrrise_finds_the_region_that_carries_the_similarity():
     images = torch.ones(1, 3, 32, 32)
     reference = torch.tensor([[1.0, 0.0]])
@@ -115,7 +97,7 @@ def test_corrrise_gives_zero_where_a_pixel_is_never_occluded():
 
 
 def test_corrrise_is_seed_reproducible():
-    model = tiny_embedder()
+    model = cam_embedder()
     images, references = pair_images(1)
     first = corrrise(model, images, references, n_masks=40, seed=2)
     second = corrrise(model, images, references, n_masks=40, seed=2)
@@ -123,7 +105,7 @@ def test_corrrise_is_seed_reproducible():
 
 
 def test_fggb_batched_vjp_equals_sequential_backward_passes():
-    model = tiny_embedder()
+    model = cam_embedder()
     images, references = pair_images()
     batched = fggb_gradients(model, images[0], chunk_size=None)
     chunked = fggb_gradients(model, images[0], chunk_size=5)
@@ -139,7 +121,7 @@ def test_fggb_batched_vjp_equals_sequential_backward_passes():
 
 def test_fggb_differentiates_through_the_l2_normalisation():
     # ‖φ̂‖ is constant (≈ 1), so Σ_i φ̂_i ∂φ̂_i/∂x = 0; without the normalisation this would not vanish.
-    model = tiny_embedder()
+    model = cam_embedder()
     image = pair_images(1)[0][0]
     jacobian = fggb_gradients(model, image)
     with torch.no_grad():
@@ -150,7 +132,7 @@ def test_fggb_differentiates_through_the_l2_normalisation():
 
 
 def test_fggb_threshold_spread_keeps_similar_map_while_per_dimension_empties_it():
-    model = tiny_embedder()
+    model = cam_embedder()
     image = pair_images(1)[0]
     reference = image + 0.01 * torch.randn(image.shape, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -169,7 +151,7 @@ def test_fggb_threshold_spread_keeps_similar_map_while_per_dimension_empties_it(
 
 @pytest.mark.parametrize("mode, direction", [("similar", -1), ("dissimilar", 1)])
 def test_fame_similar_loss_lowers_and_dissimilar_loss_raises_the_similarity(mode, direction):
-    model = tiny_embedder()
+    model = cam_embedder()
     images, references = pair_images()
     with torch.no_grad():
         reference_embeddings = model(references)
@@ -181,7 +163,7 @@ def test_fame_similar_loss_lowers_and_dissimilar_loss_raises_the_similarity(mode
 
 
 def test_explain_pairs_runs_every_method_on_both_sides():
-    model = tiny_embedder()
+    model = cam_embedder()
     gallery, probes = pair_images()
     result = explain_pairs(model, "body", gallery, probes, threshold=0.2, fame_config=FameConfig(iterations=5, blur_kernel=5, blur_sigma=1.0), n_masks=20)
     assert tuple(result) == VERIFICATION_METHODS

@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
-from fame_utils import classification_report as report
+from fame_utils.workbook import nb04_classification as report
 from fame_utils.fame import FameConfig
-from fame_utils.metrics.classification_benchmark import ClassificationSample
+from fame_utils.evaluation.classification import ClassificationSample
 from test_metrics_classification import fake_spec
+from tiny_models import pooled_classifier
 
 METHODS = ["A", "B", "Random", "Centre Gaussian"]
 
@@ -54,17 +54,8 @@ def test_sanity_lines_name_the_methods_in_words() -> None:
     assert len(lines) == 6
 
 
-def test_mean_map_correlation_of_identical_opposite_and_single_maps() -> None:
-    base = torch.arange(16.0).reshape(4, 4)
-    assert report.mean_map_correlation(torch.stack([base, 2 * base + 1])) == pytest.approx(1.0)
-    assert report.mean_map_correlation(torch.stack([base, -base, base])) == pytest.approx(-1 / 3)
-    with pytest.raises(ValueError, match="at least two"):
-        report.mean_map_correlation(base[None])
-
-
 def _tiny_spec() -> SimpleNamespace:
-    torch.manual_seed(0)
-    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    module = pooled_classifier()
     spec = SimpleNamespace(**vars(fake_spec(resize=20, crop=16)), module=module, target_layer="0", device=torch.device("cpu"))
     spec.to_display = lambda tensor: (tensor.permute(1, 2, 0) * 0.5 + 0.5).clamp(0, 1).numpy()
     return spec
@@ -92,14 +83,14 @@ def test_benchmark_networks_sheets_and_class_maps_on_a_tiny_classifier() -> None
 
 
 def _prepared(boxes: list, size: int = 20) -> list:
-    from fame_utils.metrics.classification_benchmark import PreparedSample
+    from fame_utils.evaluation.classification import PreparedSample
 
     image = torch.zeros(3, size, size)
     return [PreparedSample(f"p{k}", 0, image, image, {"default": box, "paper-faithful": None}) for k, box in enumerate(boxes)]
 
 
 def test_expected_random_iou_is_the_kept_share_on_full_frame_boxes_and_q_b_over_union_otherwise() -> None:
-    from fame_utils.metrics.classification_benchmark import expected_random_iou
+    from fame_utils.evaluation.classification import expected_random_iou
 
     assert expected_random_iou(_prepared([(0, 0, 20, 20)]), 0.3) == pytest.approx(70.0)
     # b = 1/4, q = 1/2: (1/8) / (1/2 + 1/4 − 1/8) = 1/5; the photo without a box does not count.
@@ -112,7 +103,7 @@ def test_expected_random_iou_is_the_kept_share_on_full_frame_boxes_and_q_b_over_
 
 
 def test_expected_random_iou_matches_seeded_uniform_noise() -> None:
-    from fame_utils.baselines.reference_maps import random_maps
+    from fame_utils.baselines.reference import random_maps
     from fame_utils.metrics.classification import iou
 
     samples = _prepared([(10, 30, 110, 90)], size=128)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fame_utils.data import load_face_protocol
-from fame_utils.face_benchmark import protocol_aucs, user_protocol_table
+from fame_utils.evaluation.verification import protocol_aucs, user_protocol_table
 from fame_utils.fame import FameConfig
 from fame_utils.models import load_model
 
@@ -60,7 +60,7 @@ def test_user_checkpoints_loads_present_files_only(tmp_path) -> None:
 
 # ---------------------------------------------------------------- the shipped-pairs study of notebook 05
 def test_select_pairs_takes_the_first_of_each_type_in_order() -> None:
-    from fame_utils.face_benchmark import select_pairs
+    from fame_utils.evaluation.verification import select_pairs
 
     labels = [0, 1, 1, 0, 0, 1]
     assert select_pairs(labels, 1).tolist() == [0, 1]
@@ -71,7 +71,7 @@ def test_select_pairs_takes_the_first_of_each_type_in_order() -> None:
 def test_centre_share_of_uniform_centred_and_border_maps() -> None:
     import torch
 
-    from fame_utils.face_benchmark import centre_share
+    from fame_utils.evaluation.verification import centre_share
 
     assert centre_share(torch.ones(2, 8, 8)) == pytest.approx(1.0)
     centred = torch.zeros(1, 8, 8)
@@ -84,7 +84,7 @@ def test_centre_share_of_uniform_centred_and_border_maps() -> None:
 def _pair_set():
     import torch
 
-    from fame_utils.face_benchmark import pair_set
+    from fame_utils.evaluation.verification import pair_set
 
     spec = load_model("sface", weights=None, device="cpu")
     generator = torch.Generator().manual_seed(0)
@@ -95,7 +95,7 @@ def _pair_set():
 
 
 def test_pair_set_scores_pairs_and_finds_their_eer_threshold() -> None:
-    from fame_utils.face_benchmark import clean_table, score_frame
+    from fame_utils.evaluation.verification import clean_table, score_frame
     from fame_utils.metrics.verification import eer_threshold
 
     scored = _pair_set()
@@ -107,7 +107,7 @@ def test_pair_set_scores_pairs_and_finds_their_eer_threshold() -> None:
     frame = score_frame({"sface": scored})
     assert frame["pair"].tolist() == ["genuine", "genuine", "impostor", "impostor"]
     with pytest.raises(ValueError, match="must match"):
-        from fame_utils.face_benchmark import pair_set
+        from fame_utils.evaluation.verification import pair_set
 
         pair_set("sface", scored.spec, scored.gallery, scored.probes[:3], [1, 1, 0, 0])
 
@@ -117,7 +117,7 @@ def test_probe_curves_auc_table_and_record_on_random_weights() -> None:
     import numpy as np
     import torch
 
-    from fame_utils.face_benchmark import REFERENCE_MAPS, auc_record, auc_table, probe_curves
+    from fame_utils.evaluation.verification import REFERENCE_MAPS, auc_record, auc_table, probe_curves
 
     scored = _pair_set()
     indices = np.array([0, 2])

@@ -12,14 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fame_utils.face_widgets import (
-    FacePairExplanations,
-    SheetRow,
-    deletion_insertion_figure,
-    face_sheet,
-    pair_method_figure,
-    score_histogram,
-)
+from fame_utils.viz.curves import deletion_insertion_figure
+from fame_utils.viz.faces import FacePairExplanations, SheetRow, face_sheet, pair_method_figure, score_histogram
 from fame_utils.metrics.verification import VerificationCurves
 
 
@@ -85,7 +79,7 @@ def test_score_histogram_draws_one_panel_per_network():
 def test_sheet_rows_and_pair_explanations_pick_each_pairs_maps() -> None:
     from types import SimpleNamespace
 
-    from fame_utils.face_widgets import pair_explanations, sheet_rows
+    from fame_utils.workbook.nb05_faces import pair_explanations, sheet_rows
 
     maps = torch.arange(3 * 4 * 4, dtype=torch.float32).reshape(3, 4, 4)
     explained = {"A": {"probe": {"similar": maps, "dissimilar": None}}}

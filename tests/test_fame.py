@@ -1,4 +1,4 @@
-"""Properties of the FAME core (fame-method.md §3, §14) on tiny seeded models with hand-computed expectations."""
+"""Properties of the FAME core (paper Sec. 3, Eqs. 3–6) on tiny seeded models with hand-computed expectations."""
 
 from __future__ import annotations
 
@@ -29,57 +29,9 @@ from fame_utils.fame import (
     to_gray,
     verification_loss,
 )
+from tiny_models import LinearLogit, Recorder, cell_network, grid7_network, pooled_embedder, tanh_classifier
 
 ETA = 0.01
-
-
-class Linear(nn.Module):
-    """One logit per sample: z = Σ w·x + bias (gradient w everywhere, so every step is known in closed form)."""
-
-    def __init__(self, weight: torch.Tensor, bias: float = 0.0) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(weight.clone())
-        self.bias = bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x * self.weight).sum(dim=(1, 2, 3)) + self.bias)[:, None]
-
-
-class Recorder(nn.Module):
-    """Counts how often it runs (to prove the forward stops before it)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return x
-
-
-def tiny_classifier(seed: int = 0, classes: int = 5) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1), nn.Tanh(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, classes),
-    ).eval()
-
-
-def cell_network(seed: int = 0, pool: int = 4) -> nn.Module:
-    """1×1 convolutions and non-overlapping pooling: location (i, j) sees exactly its pool×pool cell."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 1), nn.Tanh(), nn.AvgPool2d(pool), nn.Conv2d(4, 6, 1), Recorder()).eval()
-
-
-def grid7_network(seed: int = 0) -> nn.Module:
-    """28×28 input → 7×7 feature map at layer "3" (3×3 conv, pooling by 4, 1×1 conv)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(4), nn.Conv2d(4, 5, 1), nn.Flatten(), nn.Linear(245, 3)).eval()
-
-
-def tiny_embedder(seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 8)).eval()
 
 
 def images(batch: int = 2, size: int = 16, seed: int = 1) -> torch.Tensor:
@@ -132,14 +84,14 @@ def test_invalid_config_is_rejected(changes: dict) -> None:
 
 
 def test_step_size_bounds_the_perturbation() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     for steps in (1, 3, 7):
         perturbed = optimize(x, class_loss(model, [0, 1]), no_blur(iterations=steps))
         assert (perturbed - x).abs().max() <= steps * ETA + 1e-7
 
 
 def test_largest_gradient_element_moves_exactly_eta() -> None:
-    model, x = tiny_classifier(), images(batch=1)
+    model, x = tanh_classifier(), images(batch=1)
     grad_input = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(model(grad_input)[0, 2], grad_input)
     delta = optimize(x, class_loss(model, [2]), no_blur(iterations=1)) - x
@@ -150,7 +102,7 @@ def test_largest_gradient_element_moves_exactly_eta() -> None:
 
 
 def test_optimize_descends_and_leaves_input_untouched() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     original = x.clone()
     loss = class_loss(model, [0, 3])
     perturbed = optimize(x, loss, no_blur(iterations=50))
@@ -160,7 +112,7 @@ def test_optimize_descends_and_leaves_input_untouched() -> None:
 
 
 def test_batch_equals_per_sample_runs_with_very_different_gradient_scales() -> None:
-    model, x = tiny_classifier(), images(batch=3)
+    model, x = tanh_classifier(), images(batch=3)
     scales = torch.tensor([1.0, 1e4, 1e-4])
 
     def scaled(batch_x: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
@@ -181,7 +133,7 @@ def offset_linear_loss() -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.
     """
     weight = torch.zeros(3, 4, 4)
     weight[0] = torch.tensor([[1.0, -1, 1, -1]] * 4)
-    model = Linear(weight)
+    model = LinearLogit(weight)
     x = torch.zeros(2, 3, 4, 4)
     x[:, 1, 0, 0] = torch.tensor([0.5, 10.0])
     return (lambda b: model(b)[:, 0] + b.detach()[:, 1, 0, 0]), x
@@ -209,7 +161,7 @@ def test_paper_faithful_batch_mean_rule_couples_samples() -> None:
 
 
 def test_huge_epsilon_returns_the_image_untouched() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     for paper_faithful in (False, True):
         perturbed = optimize(x, class_loss(model, [0, 1]), no_blur(epsilon=1e9, paper_faithful=paper_faithful))
         assert torch.equal(perturbed, x)
@@ -217,14 +169,14 @@ def test_huge_epsilon_returns_the_image_untouched() -> None:
 
 
 def test_clamp_keeps_the_image_in_range() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     perturbed = optimize(x, class_loss(model, [0, 1]), no_blur(step_size=0.5, iterations=4, clamp=(0.0, 1.0)))
     assert perturbed.min() >= 0 and perturbed.max() <= 1
     assert bool((perturbed == 0).any() or (perturbed == 1).any())
 
 
 def test_loss_evaluations_and_trace() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     calls = []
     loss = class_loss(model, [0, 1])
 
@@ -244,7 +196,7 @@ def test_loss_evaluations_and_trace() -> None:
 
 
 def test_loss_with_wrong_shape_is_rejected() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     with pytest.raises(ValueError, match="one loss per sample"):
         optimize(x, lambda b: model(b)[:, 0].sum(), no_blur())
 
@@ -263,7 +215,7 @@ def test_bad_images_are_rejected(bad: torch.Tensor, message: str) -> None:
 
 def test_linear_model_gives_the_analytic_map() -> None:
     weight = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(3))
-    model, x, steps = Linear(weight), images(batch=1, size=6), 4
+    model, x, steps = LinearLogit(weight), images(batch=1, size=6), 4
     perturbed = optimize(x, class_loss(model, [0]), no_blur(iterations=steps))
     # constant gradient w: x̄ − x = −n·η·w / max|w|
     torch.testing.assert_close(perturbed - x, -steps * ETA * weight[None] / weight.abs().max(), atol=1e-6, rtol=0)
@@ -371,7 +323,7 @@ def test_location_loss_checks_lengths_and_range() -> None:
 def test_class_loss_raw_vs_absolute_logit() -> None:
     weight = torch.ones(1, 2, 2)
     x = torch.ones(1, 1, 2, 2)
-    negative = Linear(weight, bias=-10.0)  # z = 4 − 10 = −6
+    negative = LinearLogit(weight, bias=-10.0)  # z = 4 − 10 = −6
     assert class_loss(negative, [0])(x).item() == -6.0
     assert class_loss(negative, [0], absolute=True)(x).item() == 6.0
     raw = optimize(x, class_loss(negative, [0]), no_blur(iterations=1))
@@ -395,7 +347,7 @@ def test_cosine_similarity_with_detached_norms_same_value_different_gradient() -
 
 
 def test_verification_losses_sum_to_one_and_move_s_the_right_way() -> None:
-    model, x, ref = tiny_embedder(), images(batch=2, seed=2), images(batch=2, seed=3)
+    model, x, ref = pooled_embedder(), images(batch=2, seed=2), images(batch=2, seed=3)
     reference = model(ref).detach()
     similar, dissimilar = verification_loss(model, reference, "similar"), verification_loss(model, reference, "dissimilar")
     torch.testing.assert_close(similar(x) + dissimilar(x), torch.ones(2))
@@ -470,7 +422,7 @@ def test_hooks_are_removed_after_an_exception_inside_the_optimiser() -> None:
 
 
 def test_explain_class_shapes_targets_and_determinism() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     config = FameConfig(step_size=ETA, iterations=10, blur_kernel=5, blur_sigma=1.5)
     maps = explain_class(model, x, [0, 0], config)
     assert maps.shape == (2, 16, 16) and 0 <= maps.min() and maps.max() <= 1
@@ -487,14 +439,14 @@ def test_explain_class_shapes_targets_and_determinism() -> None:
 def test_explain_class_paper_faithful_stops_on_absolute_logit() -> None:
     weight = torch.ones(1, 4, 4)
     weight[0, 0, 0] = 2.0
-    model = Linear(weight, bias=-17.0 + 5e-4).eval()  # |z| = 5e-4 < 1e-3 at the start
+    model = LinearLogit(weight, bias=-17.0 + 5e-4).eval()  # |z| = 5e-4 < 1e-3 at the start
     x = torch.ones(1, 1, 4, 4)
     assert torch.equal(explain_class(model, x, [0], no_blur(paper_faithful=True)), torch.zeros(1, 4, 4))
     assert explain_class(model, x, [0], no_blur()).max() == pytest.approx(1.0, abs=1e-6)
 
 
 def test_explain_verification_both_polarities_roles_and_modes() -> None:
-    model, x, ref = tiny_embedder(), images(batch=2, seed=2), images(batch=2, seed=3)
+    model, x, ref = pooled_embedder(), images(batch=2, seed=2), images(batch=2, seed=3)
     config = FameConfig(step_size=ETA, iterations=8, blur_kernel=5, blur_sigma=1.5)
     maps = explain_verification(model, x, ref, config)
     assert set(maps) == {"similar", "dissimilar"}
@@ -522,7 +474,7 @@ def test_public_names_resolve() -> None:
 
 
 def test_iteration_sweep_snapshots_equal_separate_runs() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     loss = class_loss(model, [0, 1])
     config = FameConfig(step_size=ETA, blur_kernel=5, blur_sigma=1.5, epsilon=1e9)  # the sweep turns early stop off
     maps, perturbed = fame.iteration_sweep(x, loss, [1, 4], config)
@@ -534,7 +486,7 @@ def test_iteration_sweep_snapshots_equal_separate_runs() -> None:
 
 
 def test_step_size_and_blur_sweeps() -> None:
-    model, x = tiny_classifier(), images()
+    model, x = tanh_classifier(), images()
     maps, perturbed = fame.step_size_sweep(x, class_loss(model, [0, 1]), [0.01, 0.04], no_blur(iterations=3))
     small, large = ((perturbed[eta] - x).abs().mean() for eta in (0.01, 0.04))
     assert large > small  # a larger η gives a larger perturbation

@@ -16,22 +16,8 @@ from torch import nn
 
 from fame_utils.layers import LayerNotReachedError, capture_layer, forward_to_layer, layer_name, resolve_layer
 from fame_utils.runtime import resolve_device, seed_everything
-from fame_utils.session import Session, choose
-
-
-class _Counting(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return x
-
-
-def _tiny() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Sequential(nn.Conv2d(2, 2, 1), _Counting()))
+from fame_utils.workbook.session import Session, choose
+from tiny_models import hooked_net
 
 
 def test_auto_device_is_cpu_without_accelerators(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +49,7 @@ def test_same_seed_same_draws() -> None:
 
 
 def test_resolve_layer_by_dotted_and_indexed_names() -> None:
-    model = _tiny()
+    model = hooked_net()
     assert resolve_layer(model, "2.0") is model[2][0]
     assert resolve_layer(model, "[2][-1]") is model[2][1]
     assert layer_name(model, model[2][1]) == "2.1"
@@ -78,11 +64,11 @@ def test_unknown_layer_lists_close_matches() -> None:
 
 def test_foreign_module_is_rejected() -> None:
     with pytest.raises(ValueError, match="not a sub-module"):
-        resolve_layer(_tiny(), nn.Conv2d(1, 1, 1))
+        resolve_layer(hooked_net(), nn.Conv2d(1, 1, 1))
 
 
 def test_forward_to_layer_stops_there_and_removes_its_hook() -> None:
-    model = _tiny()
+    model = hooked_net()
     out = forward_to_layer(model, "1", torch.ones(1, 1, 5, 5))
     assert out.shape == (1, 2, 3, 3)
     assert model[2][1].calls == 0
@@ -90,7 +76,7 @@ def test_forward_to_layer_stops_there_and_removes_its_hook() -> None:
 
 
 def test_forward_to_unreached_layer_raises_and_cleans_up() -> None:
-    model = _tiny()
+    model = hooked_net()
     unused = nn.Conv2d(2, 2, 1)
     model.add_module("unused", unused)
     model.forward = lambda x: model[0](x)  # type: ignore[method-assign]
@@ -100,7 +86,7 @@ def test_forward_to_unreached_layer_raises_and_cleans_up() -> None:
 
 
 def test_capture_layer_removes_hook_after_exception() -> None:
-    model = _tiny()
+    model = hooked_net()
     with pytest.raises(RuntimeError, match="boom"):
         with capture_layer(model, "0") as capture:
             model(torch.ones(1, 1, 5, 5))
@@ -145,7 +131,7 @@ def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:
 
 
 def _write_manifest_entries(output_dir: str, worker: int) -> None:
-    from fame_utils.session import update_manifest
+    from fame_utils.workbook.session import update_manifest
 
     for index in range(10):
         update_manifest(Path(output_dir), "figures", f"w{worker}_{index}", {"worker": worker})
@@ -169,7 +155,7 @@ def test_manifest_updates_from_parallel_notebook_runs_are_all_kept(tmp_path) -> 
 def test_git_sha_is_dirty_only_when_code_or_notebooks_changed(tmp_path: Path) -> None:
     import subprocess
 
-    from fame_utils.session import git_sha
+    from fame_utils.workbook.session import git_sha
 
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)

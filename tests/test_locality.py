@@ -21,45 +21,16 @@ from fame_utils.locality import (
     in_cell_mass,
     locality_by_stage,
     receptive_field_size,
-    show_cell,
     summarize_locality,
     theoretical_receptive_field,
     uniform_mass,
     view_position,
 )
+from fame_utils.workbook.nb01_locality import show_cell
+from tiny_models import deep_pointwise_net, pooled_net, three_pixel_net
 
 
 # ----------------------------------------------------------------------------- tiny networks
-
-
-class _Residual(nn.Module):
-    """x + depthwise 3×3 conv(x): receptive field 3 through the branch, 1 through the shortcut."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.branch = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, groups=channels), nn.BatchNorm2d(channels), nn.ReLU())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x)
-
-
-def _three_pixel_net() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU()).eval()
-
-
-def _pooled_net() -> nn.Module:
-    """conv3 (s1) → ReLU → maxpool 2/2 → residual depthwise conv3: field 1 + 2 + 1 + 2·2 = 8."""
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2), _Residual(4)).eval()
-
-
-def _pointwise_net() -> nn.Module:
-    """1×1 convolutions and non-overlapping 4×4 pooling: location k depends only on its own 4×4 cell."""
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 1), nn.ReLU(), nn.AvgPool2d(4), nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Conv2d(8, 4, 1)
-    ).eval()
 
 
 # ----------------------------------------------------------------------------- cells
@@ -145,18 +116,18 @@ def test_all_zero_map_raises_and_names_it() -> None:
 
 
 def test_theoretical_field_of_a_3x3_conv_is_3_pixels_wide() -> None:
-    field = theoretical_receptive_field(_three_pixel_net(), "0", (1, 11, 11), (5, 5))
+    field = theoretical_receptive_field(three_pixel_net(), "0", (1, 11, 11), (5, 5))
     assert (field.r0, field.r1, field.c0, field.c1) == (4, 7, 4, 7)
     assert (field.height, field.width) == (3, 3)
 
 
 def test_theoretical_field_is_clipped_at_the_border() -> None:
-    field = theoretical_receptive_field(_three_pixel_net(), "1", (1, 11, 11), (0, 10))
+    field = theoretical_receptive_field(three_pixel_net(), "1", (1, 11, 11), (0, 10))
     assert (field.r0, field.r1, field.c0, field.c1) == (0, 2, 9, 11)
 
 
 def test_theoretical_field_through_maxpool_and_residual_depthwise_block() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     # location (4, 4) of the 8×8 output: pooled pixels 3..5 -> input rows 6..11, plus the first conv's ±1.
     field = theoretical_receptive_field(model, "3", (1, 16, 16), (4, 4))
     assert (field.r0, field.r1, field.c0, field.c1) == (5, 13, 5, 13)
@@ -164,7 +135,7 @@ def test_theoretical_field_through_maxpool_and_residual_depthwise_block() -> Non
 
 
 def test_theoretical_field_does_not_modify_the_model() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     theoretical_receptive_field(model, "3", (1, 16, 16))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -172,7 +143,7 @@ def test_theoretical_field_does_not_modify_the_model() -> None:
 
 
 def test_gradient_support_lies_inside_the_theoretical_field() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(1))
     gradient = cell_gradients(model, "3", image, [(4, 4)])[0]
     field = theoretical_receptive_field(model, "3", (1, 16, 16), (4, 4))
@@ -186,27 +157,27 @@ def test_gradient_support_lies_inside_the_theoretical_field() -> None:
 
 def test_pointwise_network_keeps_each_gradient_in_its_cell() -> None:
     image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
-    maps = cell_gradients(_pointwise_net(), "5", image)
+    maps = cell_gradients(deep_pointwise_net(), "5", image)
     assert maps.shape == (16, 16, 16)
     assert torch.allclose(in_cell_mass(maps, (4, 4)), torch.ones(16, dtype=torch.float64), atol=1e-6)
 
 
 def test_cell_gradients_do_not_depend_on_the_batch_size() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(cell_gradients(model, "3", image, batch_size=64), cell_gradients(model, "3", image, batch_size=5), atol=1e-6)
 
 
 def test_cell_gradients_refuse_training_mode() -> None:
     with pytest.raises(ValueError, match="eval"):
-        cell_gradients(_pooled_net().train(), "3", torch.rand(1, 16, 16))
+        cell_gradients(pooled_net().train(), "3", torch.rand(1, 16, 16))
 
 
 def test_unblurred_fame_per_location_stays_in_its_cell() -> None:
     fame = pytest.importorskip("fame_utils.fame", reason="fame_utils.fame (FAME core helper) not landed yet")
     image = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(4))
     config = fame.FameConfig(iterations=5, blur_kernel=None)
-    maps = fame.explain_locations(_pointwise_net(), "5", image, config=config)
+    maps = fame.explain_locations(deep_pointwise_net(), "5", image, config=config)
     assert torch.allclose(in_cell_mass(maps, (4, 4)), torch.ones(16, dtype=torch.float64), atol=1e-6)
 
 
@@ -214,7 +185,7 @@ def test_unblurred_fame_per_location_stays_in_its_cell() -> None:
 
 
 def test_locality_by_stage_table_and_summary() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     images = [torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in (5, 6)]
     frame = locality_by_stage(model, ["0", "3"], images, network="tiny", max_cells=10, seed=0)
     assert set(frame["stage"]) == {"0", "3"}
@@ -241,7 +212,7 @@ def test_bootstrap_band_is_seeded_and_degenerate_for_constant_values() -> None:
 
 
 def test_conv_depth_counts_convolutions_up_to_the_layer() -> None:
-    assert conv_depth(_pointwise_net(), "3", (3, 16, 16)) == 2
+    assert conv_depth(deep_pointwise_net(), "3", (3, 16, 16)) == 2
 
 
 # ----------------------------------------------------------------------------- widget callback
@@ -254,7 +225,7 @@ def test_view_position_maps_the_same_region_at_every_stage() -> None:
 
 
 def test_show_cell_changes_with_cell_and_stage() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(7))
     display = np.repeat(image[0].numpy()[..., None], 3, axis=2)
     views = {}
@@ -272,7 +243,7 @@ def test_show_cell_changes_with_cell_and_stage() -> None:
 def test_receptive_fields_table_matches_single_probes() -> None:
     from fame_utils.locality import receptive_fields
 
-    model = _pooled_net()
+    model = pooled_net()
     table = receptive_fields(model, ["0", "3"], (1, 16, 16), max_scale=4)
     assert table["stage"].tolist() == ["0", "3"] and table["depth"].tolist() == [1, 2]
     for entry in table.itertuples():
@@ -284,16 +255,16 @@ def test_receptive_fields_table_matches_single_probes() -> None:
 def test_stage_shapes_give_depth_and_grid_in_one_pass() -> None:
     from fame_utils.locality import stage_shapes
 
-    assert stage_shapes(_pooled_net(), ["0", "3"], (1, 16, 16)) == [(1, (16, 16)), (2, (8, 8))]
+    assert stage_shapes(pooled_net(), ["0", "3"], (1, 16, 16)) == [(1, (16, 16)), (2, (8, 8))]
 
 
 def test_network_widget_callback_clamps_the_stage_and_changes_with_the_network() -> None:
-    from fame_utils.locality import NetworkView, show_network_cell
+    from fame_utils.workbook.nb01_locality import NetworkView, show_network_cell
 
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(8))
     display = np.repeat(image[0].numpy()[..., None], 3, axis=2)
-    views = {"pooled": NetworkView(_pooled_net(), ["0", "3"], image, display),
-             "three": NetworkView(_three_pixel_net(), ["0"], image, display)}
+    views = {"pooled": NetworkView(pooled_net(), ["0", "3"], image, display),
+             "three": NetworkView(three_pixel_net(), ["0"], image, display)}
     titles = []
     for network, stage_index in [("pooled", 5), ("three", 5)]:
         fig = show_network_cell(views, network, stage_index, 2, 2)
@@ -305,9 +276,9 @@ def test_network_widget_callback_clamps_the_stage_and_changes_with_the_network()
 
 
 def test_locality_verdict_picks_first_target_and_last_stage() -> None:
-    from fame_utils.locality import locality_verdict
+    from fame_utils.workbook.nb01_locality import locality_verdict
 
-    frame = locality_by_stage(_pooled_net(), ["0", "3"], [torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(9))], network="tiny", max_cells=4)
+    frame = locality_by_stage(pooled_net(), ["0", "3"], [torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(9))], network="tiny", max_cells=4)
     summary = summarize_locality(frame, n_boot=50)
     verdict = locality_verdict(summary, {"tiny": "0"}).iloc[0]
     assert (verdict.first_stage, verdict.target_stage) == ("0", "0")
@@ -316,7 +287,7 @@ def test_locality_verdict_picks_first_target_and_last_stage() -> None:
 
 
 def test_verdict_record_and_lines_read_trained_and_random_rows() -> None:
-    from fame_utils.locality import verdict_lines, verdict_record
+    from fame_utils.workbook.nb01_locality import verdict_lines, verdict_record
 
     base = dict(first_stage="s0", target_stage="s3", target_low=0.1, target_high=0.3, target_uniform=0.02, last_mass=0.4, last_ratio=20.0)
     verdict = pd.DataFrame([
@@ -338,7 +309,7 @@ def test_verdict_record_and_lines_read_trained_and_random_rows() -> None:
 
 
 def test_figures_build_without_error_and_show_every_panel() -> None:
-    from fame_utils.locality import plot_cam_assumption, plot_cell_rows, plot_locality_vs_depth
+    from fame_utils.viz.locality import plot_cam_assumption, plot_cell_rows, plot_locality_vs_depth
 
     display = np.full((14, 14, 3), 0.5)
     fig = plot_cam_assumption(display, (7, 7), (2, 4))
@@ -348,7 +319,7 @@ def test_figures_build_without_error_and_show_every_panel() -> None:
     fig = plot_cell_rows([("net", display, maps, (7, 7), 1)])
     assert sum(bool(ax.images) for ax in fig.axes) == 4
     plt.close(fig)
-    frame = locality_by_stage(_pooled_net(), ["0", "3"], [torch.rand(1, 16, 16)], network="tiny", max_cells=4)
+    frame = locality_by_stage(pooled_net(), ["0", "3"], [torch.rand(1, 16, 16)], network="tiny", max_cells=4)
     fig = plot_locality_vs_depth(summarize_locality(frame, n_boot=20))
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 2
     plt.close(fig)
@@ -382,7 +353,7 @@ def test_shipped_classifier_gradient_stays_inside_the_theoretical_field() -> Non
 def test_stage_cell_gradients_equal_single_cell_gradients() -> None:
     from fame_utils.locality import stage_cell_gradients
 
-    model = _pooled_net()
+    model = pooled_net()
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(10))
     for stage, location, grid, gradient in stage_cell_gradients(model, ["0", "3"], image, (2, 5)):
         assert grid == {"0": (16, 16), "3": (8, 8)}[stage]
@@ -390,7 +361,7 @@ def test_stage_cell_gradients_equal_single_cell_gradients() -> None:
 
 
 def test_locality_by_stage_matches_per_stage_cell_gradients() -> None:
-    model = _pooled_net()
+    model = pooled_net()
     image = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(11))
     frame = locality_by_stage(model, ["0", "3"], [image], network="tiny", max_cells=5, batch_size=2, seed=1)
     for stage, group in frame.groupby("stage"):
@@ -403,7 +374,7 @@ def test_locality_by_stage_matches_per_stage_cell_gradients() -> None:
 def test_network_inputs_take_photos_for_classifiers_and_distinct_gallery_faces_for_face_networks() -> None:
     from types import SimpleNamespace
 
-    from fame_utils.locality import network_inputs
+    from fame_utils.workbook.nb01_locality import network_inputs
 
     photos = [SimpleNamespace(name=f"p{i}", image=np.full((4, 4, 3), i, dtype=np.uint8)) for i in range(3)]
     to_tensor = lambda image: torch.tensor(np.array(image), dtype=torch.float32).permute(2, 0, 1)
@@ -416,7 +387,7 @@ def test_network_inputs_take_photos_for_classifiers_and_distinct_gallery_faces_f
 
 @pytest.mark.slow
 def test_trained_and_random_locality_adds_the_seeded_random_control() -> None:
-    from fame_utils.locality import network_inputs, trained_and_random_locality
+    from fame_utils.workbook.nb01_locality import network_inputs, trained_and_random_locality
     from fame_utils.models import load_model
 
     stand_in = load_model("dlib_resnet", weights=None, device="cpu")  # seeded random "trained" weights = the control's

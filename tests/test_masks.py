@@ -1,4 +1,4 @@
-"""Percentile deletion/insertion masks and the normalised AUC (fame-method §12.3, §6.5, §14)."""
+"""Percentile deletion/insertion masks and the normalised AUC shared by both tasks' metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""IoU, ROAD deletion/insertion curves, imputation and bootstrap intervals (fame-method §5.5, §12, §14)."""
+"""IoU, ROAD deletion/insertion curves, imputation and the classification benchmark on tiny networks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics import Normalizer, RoadCurves, bootstrap_ci, iou, noisy_linear_imputation, road_curves
+from fame_utils.metrics import Normalizer, RoadCurves, iou, noisy_linear_imputation, road_curves
+from tiny_models import RegionSum
 
 
 # ---------------------------------------------------------------- IoU
@@ -66,14 +67,6 @@ def test_iou_rejects_boxes_outside_the_map_and_bad_maps():
 
 
 # ---------------------------------------------------------------- ROAD curves
-class RegionSum(nn.Module):
-    """Logit 0 = Σ over channels and the region rows 0:2, columns 0:3 of the (normalised) input; logit 1 = 0."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        region = x[:, :, 0:2, 0:3].sum(dim=(1, 2, 3))
-        return torch.stack([region, torch.zeros_like(region)], dim=1)
-
-
 MEAN, STD = (0.2, 0.3, 0.4), (0.5, 0.25, 0.5)
 
 
@@ -197,21 +190,6 @@ def test_imputed_deletion_curve_is_opt_in_and_keeps_p0_exact(road_setup):
     assert not torch.allclose(black.deletion, imputed.deletion)
 
 
-# ---------------------------------------------------------------- bootstrap
-def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
-    values = np.random.default_rng(0).normal(1.0, 0.5, size=40)
-    mean, low, high = bootstrap_ci(values, seed=3)
-    assert mean == pytest.approx(values.mean())
-    assert low < mean < high
-    assert bootstrap_ci(values, seed=3) == (mean, low, high)
-    # The interval is about ±1.96 standard errors wide.
-    half_width = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
-    assert (high - low) / 2 == pytest.approx(half_width, rel=0.2)
-    assert bootstrap_ci([2.5]) == (2.5, 2.5, 2.5)
-    with pytest.raises(ValueError, match="finite"):
-        bootstrap_ci([])
-
-
 # ---------------------------------------------------------------- boxes through the network's resize/crop
 from types import SimpleNamespace  # noqa: E402
 
@@ -245,7 +223,7 @@ def test_box_mapping_needs_a_resize_and_crop_classifier():
 # ---------------------------------------------------------------- Table 1 machinery on a tiny classifier
 def test_benchmark_records_every_method_and_photo():
     from fame_utils.fame import FameConfig
-    from fame_utils.metrics.classification_benchmark import ClassificationSample, format_table, prepare_samples, run_benchmark, summarize
+    from fame_utils.evaluation.classification import ClassificationSample, format_table, prepare_samples, run_benchmark, summarize
 
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()

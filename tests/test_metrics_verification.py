@@ -1,4 +1,4 @@
-"""Verification metrics: EER threshold, accuracy, probe deletion/insertion sweep (fame-method §6.3, §6.5, §12.4)."""
+"""Verification metrics: EER threshold, accuracy, probe deletion/insertion sweep (docs/decisions.md#eer-threshold, #deletion-insertion-probe)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from fame_utils.metrics.verification import (
     bootstrap_auc_interval,
@@ -16,6 +15,7 @@ from fame_utils.metrics.verification import (
     eer_threshold,
     verification_accuracy,
 )
+from tiny_models import FlattenEmbedding
 
 
 def test_eer_separable_scores_give_zero_at_the_largest_separating_threshold():
@@ -66,13 +66,6 @@ def test_accuracy_boundary_is_inclusive():
     assert verification_accuracy([0.5], [1], 0.5) == 1.0
     assert verification_accuracy([0.5], [0], 0.5) == 0.0
     assert verification_accuracy([0.49, 0.5, 0.51, 0.2], [1, 1, 0, 0], 0.5) == 0.5
-
-
-class FlattenEmbedding(nn.Module):
-    """φ(x) = x flattened: cos(ones, ones ⊙ keep) = sqrt(kept / total), so every score is hand-computable."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)
 
 
 def _pair(map_values: torch.Tensor):

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fame_utils.run import NOTEBOOK_DIR, notebook_paths, run_notebooks
+from fame_utils.workbook.run import NOTEBOOK_DIR, notebook_paths, run_notebooks
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
@@ -25,7 +25,7 @@ def _write_toy_notebooks(folder: Path) -> None:
     parameters = nbformat.v4.new_code_cell('profile = "default"\nseed = 0\noutput_dir = "../figures"')
     parameters.metadata["tags"] = ["parameters"]
     body = nbformat.v4.new_code_cell(
-        "from fame_utils.session import Session, choose\n"
+        "from fame_utils.workbook.session import Session, choose\n"
         'run = Session.start("01_toy", profile=profile, seed=seed, output_dir=output_dir, device="cpu")\n'
         "run.record(size=choose(profile, smoke=2, default=20, paper=200))"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fame_utils import sweeps
+from fame_utils.workbook import nb06_sweeps as sweeps
 from fame_utils.fame import FameConfig
 
 

@@ -6,25 +6,13 @@ import time
 
 import pytest
 import torch
-from torch import nn
 
-from fame_utils import fame, timing
-from fame_utils.baselines.verification import VERIFICATION_METHODS
+from fame_utils import fame
+from fame_utils.baselines import VERIFICATION_METHODS
+from fame_utils.workbook import nb07_timing as timing
+from tiny_models import pooled_classifier, strided_embedder
 
 TINY_FAME = fame.FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.0)
-
-
-def tiny_classifier() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
-
-
-def tiny_embedder(dims: int = 6) -> nn.Module:
-    torch.manual_seed(0)
-    net = nn.Sequential()
-    net.add_module("body", nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1), nn.ReLU()))
-    net.add_module("head", nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 4, dims)))
-    return net.eval()
 
 
 def test_linear_fit_recovers_an_exact_line_and_a_hand_computed_noisy_one() -> None:
@@ -44,13 +32,13 @@ def test_iteration_runtime_explains_each_input_once_per_count(monkeypatch: pytes
     original = fame.explain_class
     monkeypatch.setattr(fame, "explain_class", lambda model, x, targets, config: calls.append((targets[0], config.iterations)) or original(model, x, targets, config))
     inputs = [(torch.rand(1, 3, 16, 16), 0), (torch.rand(1, 3, 16, 16), 2)]
-    table = timing.iteration_runtime(tiny_classifier(), inputs, [1, 3], base_config=TINY_FAME)
+    table = timing.iteration_runtime(pooled_classifier(), inputs, [1, 3], base_config=TINY_FAME)
     assert calls == [(0, 1), (2, 1), (0, 3), (2, 3)]
     assert table["iterations"].tolist() == [1, 3] and table["images"].tolist() == [2, 2]
     assert (table["seconds"] > 0).all()
     assert table["seconds_per_image"].tolist() == pytest.approx((table["seconds"] / 2).tolist())
     with pytest.raises(ValueError, match="at least one"):
-        timing.iteration_runtime(tiny_classifier(), [], [1])
+        timing.iteration_runtime(pooled_classifier(), [], [1])
 
 
 def test_passes_per_image_is_the_cost_model_of_each_method() -> None:
@@ -63,10 +51,10 @@ def test_passes_per_image_is_the_cost_model_of_each_method() -> None:
 def test_verification_runtime_times_every_method_on_both_sides_of_each_pair() -> None:
     generator = torch.Generator().manual_seed(1)
     gallery, probes = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(2, 3, 16, 16, generator=generator)
-    table = timing.verification_runtime(tiny_embedder(), "body", gallery, probes, threshold=0.1, fame_config=TINY_FAME, n_masks=8)
+    table = timing.verification_runtime(strided_embedder(), "body", gallery, probes, threshold=0.1, fame_config=TINY_FAME, n_masks=8)
     assert table["method"].tolist() == list(VERIFICATION_METHODS)
     assert table.set_index("method").loc["FGGB", "passes_per_image"] == "1 fwd + 6 bwd"
     assert table.set_index("method").loc["FAME", "passes_per_image"] == "4 fwd + 4 bwd"
     assert (table["pairs"] == 2).all() and (table["images"] == 4).all() and (table["seconds"] > 0).all()
     with pytest.raises(ValueError, match="equal length"):
-        timing.verification_runtime(tiny_embedder(), "body", gallery, probes[:1], threshold=0.1)
+        timing.verification_runtime(strided_embedder(), "body", gallery, probes[:1], threshold=0.1)

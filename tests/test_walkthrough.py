@@ -10,23 +10,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from conftest import pointwise_net
-from fame_utils import fame, walkthrough
+from tiny_models import linear_classifier, pointwise_net
+from fame_utils import fame
+from fame_utils.workbook import nb02_walkthrough as walkthrough
 
 
 def _image() -> torch.Tensor:
     return torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-
-
-def _linear_classifier() -> nn.Module:
-    """Two logits of a 1×4×4 image; class 0 sums all 16 pixels, so each LOTS step of η = 1/16 lowers z₀ by exactly 1."""
-    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 2, bias=False))
-    with torch.no_grad():
-        net[1].weight[0].fill_(1.0)
-        net[1].weight[1].fill_(-1.0)
-    return net.eval()
 
 
 def test_cell_gradient_of_a_pointwise_network_is_the_hand_computed_map_inside_its_cell() -> None:
@@ -86,7 +77,7 @@ def test_postprocessing_stages_blur_then_normalise_to_zero_and_one() -> None:
 
 
 def test_class_modes_agree_while_the_logit_is_positive() -> None:
-    net = _linear_classifier()
+    net = linear_classifier()
     image = torch.full((1, 1, 4, 4), 10 / 16)  # z₀ = 10
     runs = walkthrough.class_mode_runs(net, image, 0, fame.FameConfig(step_size=1 / 16, iterations=4, blur_kernel=None))
     default, faithful = (runs[label] for label in walkthrough.CLASS_MODES)
@@ -96,7 +87,7 @@ def test_class_modes_agree_while_the_logit_is_positive() -> None:
 
 
 def test_class_modes_part_once_the_logit_crosses_zero() -> None:
-    net = _linear_classifier()
+    net = linear_classifier()
     image = torch.full((1, 1, 4, 4), 2.5 / 16)  # z₀ = 2.5, each step changes it by exactly 1
     runs = walkthrough.class_mode_runs(net, image, 0, fame.FameConfig(step_size=1 / 16, iterations=5, blur_kernel=None))
     default, faithful = (runs[label] for label in walkthrough.CLASS_MODES)
@@ -122,7 +113,7 @@ def test_figures_draw_the_expected_panels_and_curves() -> None:
     assert [len(figures[name].axes) for name in figures] == [1, 2, 2, 6]
     assert len(figures["cells"].axes[0].patches) == 16 + 1
     assert [ax.get_title() for ax in figures["post"].axes][2] == "3 · blurred 5/1"
-    class_runs = walkthrough.class_mode_runs(_linear_classifier(), torch.full((1, 1, 4, 4), 0.5), 0, fame.FameConfig(step_size=1 / 16, iterations=2, blur_kernel=None))
+    class_runs = walkthrough.class_mode_runs(linear_classifier(), torch.full((1, 1, 4, 4), 0.5), 0, fame.FameConfig(step_size=1 / 16, iterations=2, blur_kernel=None))
     curves = walkthrough.loss_curves_figure(trace.losses[:, 0], (1, 2), class_runs, "tabby")
     assert [len(ax.get_lines()) for ax in curves.axes] == [1, 3]  # the location loss; two modes + the zero line
     assert curves.axes[1].get_title() == "class 'tabby'"

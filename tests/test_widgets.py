@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.widgets import STATIC_WIDGETS_ENV, interact_or_show, location_explorer, show_location_map, widgets_live
+from fame_utils.workbook.widgets import STATIC_WIDGETS_ENV, interact_or_show, location_explorer, show_location_map, widgets_live
+from tiny_models import grid7_network
 
 
 def explorer_inputs() -> tuple[nn.Module, dict]:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(4), nn.Conv2d(4, 5, 1)).eval()
+    model = grid7_network()[:4].eval()
     generator = torch.Generator().manual_seed(1)
     images = {}
     for name in ("a", "b"):

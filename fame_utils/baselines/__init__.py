@@ -1,64 +1,17 @@
-"""Rival attribution methods: CAMs for classifiers (grad-cam package), sanity maps, and verification baselines."""
+"""The rivals of FAME, grouped by mechanism: CAMs (grad-cam package; classifier and similarity targets), gradients
+(FGGB), perturbation (CorrRISE), reference maps (random, centre Gaussian), Finer-FAME (ours, in ``finer``), and the
+registry that runs any of them by name.
 
-from fame_utils.baselines.cams import (
-    CAM_METHODS,
-    EmptyMapWarning,
-    cam_maps,
-    finer_cam,
-    finer_targets,
-    full_grad,
-    grad_cam,
-    grad_cam_ew,
-    hires_cam,
-    similar_classes,
-)
-from fame_utils.baselines.classifier_maps import CLASSIFIER_METHODS, SANITY_METHODS, classifier_maps, finer_fame, finer_loss
-from fame_utils.baselines.reference_maps import centre_gaussian_maps, random_maps
+Knows nothing of metrics, benchmarks or plotting.
+"""
 
-__all__ = [
-    "CAM_METHODS",
-    "CLASSIFIER_METHODS",
-    "EmptyMapWarning",
-    "SANITY_METHODS",
-    "cam_maps",
-    "centre_gaussian_maps",
-    "classifier_maps",
-    "finer_fame",
-    "finer_loss",
-    "finer_cam",
-    "finer_targets",
-    "full_grad",
-    "grad_cam",
-    "grad_cam_ew",
-    "hires_cam",
-    "random_maps",
-    "similar_classes",
-]
+from fame_utils.baselines import cam, finer, gradient, perturbation, reference, registry, similarity
+from fame_utils.baselines.cam import *  # noqa: F403
+from fame_utils.baselines.finer import *  # noqa: F403
+from fame_utils.baselines.gradient import *  # noqa: F403
+from fame_utils.baselines.perturbation import *  # noqa: F403
+from fame_utils.baselines.reference import *  # noqa: F403
+from fame_utils.baselines.registry import *  # noqa: F403
+from fame_utils.baselines.similarity import *  # noqa: F403
 
-from fame_utils.baselines.verification import (  # noqa: E402  (verification helper)
-    VERIFICATION_METHODS,
-    CosineSimilarityTarget,
-    DotProductTarget,
-    corrrise,
-    corrrise_masks,
-    corrrise_patch_origins,
-    explain_pairs,
-    fggb,
-    fggb_gradients,
-    gradcam_ew_verification,
-    gradcam_verification,
-)
-
-__all__ += [
-    "VERIFICATION_METHODS",
-    "CosineSimilarityTarget",
-    "DotProductTarget",
-    "corrrise",
-    "corrrise_masks",
-    "corrrise_patch_origins",
-    "explain_pairs",
-    "fggb",
-    "fggb_gradients",
-    "gradcam_ew_verification",
-    "gradcam_verification",
-]
+__all__ = [*cam.__all__, *gradient.__all__, *perturbation.__all__, *reference.__all__, *finer.__all__, *registry.__all__, *similarity.__all__]

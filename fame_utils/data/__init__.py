@@ -51,7 +51,6 @@ from fame_utils.data.protocols import (
     load_face_protocol,
     read_face_protocol,
 )
-from fame_utils.data.sheets import alignment_figure, detection_figure, draw_boxes, face_pair_sheet, object_box_sheet
 
 __all__ = [
     "AlignmentError",
@@ -70,14 +69,10 @@ __all__ = [
     "TEMPLATES",
     "align_face",
     "align_to_template",
-    "alignment_figure",
     "box_iou",
     "detect_faces",
-    "detection_figure",
-    "draw_boxes",
     "face_image",
     "face_images",
-    "face_pair_sheet",
     "face_pairs",
     "h5_filename",
     "imagenet_categories",
@@ -89,7 +84,6 @@ __all__ = [
     "load_synset_mapping",
     "map_box",
     "match_boxes",
-    "object_box_sheet",
     "object_image",
     "object_image_names",
     "object_images",

@@ -1,11 +1,13 @@
-"""Classification metrics: box IoU and ROAD-style deletion/insertion logit curves (fame-method §5.5, §12.1–12.2).
+"""Classification metrics: box IoU and ROAD-style deletion/insertion logit curves (paper Sec. 4.2, Tab. 1).
 
 * ``iou``: S = {p : A(p) ≥ τ}, B = the box mask (end-exclusive), IoU = |S ∩ B| / (|S ∪ B| + 1e-8).
 * ``road_curves``: for each P, keep-mask M_P from :func:`~fame_utils.metrics.masks.percentile_masks`;
   the **[0, 1] image** is multiplied by M_P *before* the network's normalisation (removed pixels become
   −μ/σ), optionally with ROAD's noisy linear imputation instead of black; the curve is the logit of the
   ground-truth class. The logit drop z(x) − z(x ⊙ M_P) is what the paper averages (ROAD-Delete).
-* ``bootstrap_ci``: mean with a seeded percentile-bootstrap interval, for the tables.
+
+The removed pixels are black by default, although the metric is called ROAD (docs/decisions.md#road-naming).
+It knows nothing of attribution methods, benchmarks or plotting.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fame_utils._checks import class_list
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
 
 __all__ = [
     "IOU_THRESHOLDS",
     "Normalizer",
     "RoadCurves",
-    "bootstrap_ci",
     "box_in_input",
     "iou",
     "noisy_linear_imputation",
@@ -71,7 +73,7 @@ def box_in_input(box: Sequence[float], original_size: tuple[int, int], spec: Any
 
     Uses :func:`fame_utils.data.map_box` with the network's own resize (shorter side) and centre crop,
     read from ``spec.preprocess`` (``resize``, ``crop``): aspect-preserving by default, the paper's
-    per-axis rule under ``paper_faithful`` (fame-method §5.2).
+    per-axis rule under ``paper_faithful`` (docs/decisions.md#box-mapping).
 
     Args:
         box: ``(x0, y0, x1, y1)`` in original pixels.
@@ -233,7 +235,7 @@ def road_curves(
     generator: torch.Generator | None = None,
     batch_size: int = 32,
 ) -> RoadCurves:
-    """ROAD-style deletion and insertion curves of the ground-truth logit (fame-method §5.5).
+    """ROAD-style deletion and insertion curves of the ground-truth logit (paper Sec. 4.2).
 
     For each image and P: keep-masks from :func:`percentile_masks` of its map; the [0, 1] image is
     multiplied by the mask (or, with ``imputation``, removed pixels are filled by
@@ -258,9 +260,7 @@ def road_curves(
     """
     if pixels.ndim != 4 or saliency.shape != (pixels.shape[0], *pixels.shape[-2:]):
         raise ValueError(f"pixels must be (B, C, H, W) and saliency (B, H, W) of the same size; got {tuple(pixels.shape)} and {tuple(saliency.shape)}.")
-    labels = torch.as_tensor([int(c) for c in classes], dtype=torch.long)
-    if len(labels) != pixels.shape[0]:
-        raise ValueError(f"got {pixels.shape[0]} images but {len(labels)} classes; pass exactly one class per image.")
+    labels = torch.as_tensor(class_list(classes, pixels.shape[0], "classes"), dtype=torch.long)
     steps = tuple(float(p) for p in percents)
     masks = percentile_masks(saliency.detach().to(pixels.device), steps)
     batch, count = pixels.shape[0], len(steps)
@@ -276,24 +276,3 @@ def road_curves(
             perturbed = repeated * flat_keep[:, None].to(pixels.dtype)
         curves.append(_gt_logits(model, normalize(perturbed), repeated_labels, batch_size).reshape(batch, count))
     return RoadCurves(steps, clean, curves[0], curves[1])
-
-
-def bootstrap_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap interval: ``(mean, low, high)``.
-
-    Resamples the values with replacement ``resamples`` times (numpy ``default_rng(seed)``) and takes the
-    (1 − confidence)/2 and (1 + confidence)/2 quantiles of the resampled means. One value gives a
-    zero-width interval.
-
-    Raises:
-        ValueError: no values, non-finite values, or confidence outside (0, 1).
-    """
-    data = np.asarray(values, dtype=np.float64).reshape(-1)
-    if data.size == 0 or not np.all(np.isfinite(data)):
-        raise ValueError(f"bootstrap_ci needs at least one finite value, got {data.tolist()}.")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return float(data.mean()), float(low), float(high)

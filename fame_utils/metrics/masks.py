@@ -1,6 +1,6 @@
-"""Percentile deletion/insertion masks and the normalised area under a curve (fame-method §12.3, §6.5).
+"""Percentile deletion/insertion masks and the normalised area under a curve, shared by both tasks' metrics.
 
-Both the classification metrics (ROAD deletion/insertion, §5.5) and the verification sweep (§6.5)
+Both the classification metrics (ROAD deletion/insertion) and the verification sweep
 rank a saliency map's pixels the same way:
 
 * ``thr_P = percentile(A, 100 − P)`` with numpy's default linear interpolation;
@@ -8,7 +8,7 @@ rank a saliency map's pixels the same way:
 
 No special cases are made; the edge rules follow from these two lines: at P = 0 deletion keeps every
 pixel, at P = 100 it keeps exactly the pixels equal to the minimum, ties at the threshold stay on the
-deletion-kept side, and an all-zero (or constant) map is never deleted from.
+deletion-kept side, and an all-zero (or constant) map is never deleted from. It knows nothing of networks or methods.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def normalized_auc(values: Sequence[float] | np.ndarray | torch.Tensor, percents
     """Normalised area under a curve sampled at ``percents``: ``trapezoid(values, percents) / (P_max − P_min)``.
 
     The result is in the units of ``values`` (a flat curve returns its level). Tables that report a
-    percentage (e.g. verification accuracy AUC, fame-method §6.5) multiply this by 100 themselves.
+    percentage (e.g. the verification accuracy AUC) multiply this by 100 themselves.
 
     Args:
         values: the curve, one value per percent.

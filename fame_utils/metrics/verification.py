@@ -1,10 +1,12 @@
-"""Face-verification metrics: EER threshold, accuracy and the probe deletion/insertion sweep (fame-method §6.3, §6.5, §12.4).
+"""Face-verification metrics: EER threshold, accuracy, AUC and the probe deletion/insertion sweep (paper Sec. 4.3, Tab. 2, Fig. 4).
 
 * Scores are cosine similarities of the embeddings of a gallery and a probe image.
 * :func:`eer_threshold` sweeps the unique scores from high to low and picks the first threshold where
   FMR and FNMR are closest (ties → the largest threshold).
 * :func:`deletion_insertion` perturbs only the probe, ranked by its similar map e₊, for genuine and
-  impostor pairs alike (project Decision 6), and returns the raw accuracy curves and the AUC × 100.
+  impostor pairs alike (docs/decisions.md#deletion-insertion-probe), and returns the raw accuracy curves and the AUC × 100.
+
+It knows nothing of attribution methods, benchmarks or plotting.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+from fame_utils.metrics.stats import bootstrap_interval
 
 __all__ = [
     "VerificationCurves",
@@ -60,7 +63,7 @@ def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = F
     Args:
         scores: similarity per pair.
         labels: 1 for genuine pairs, 0 for impostor pairs.
-        paper_faithful: round θ to 4 decimals, as the original ``scores_eer.csv`` stored it (§6.3).
+        paper_faithful: round θ to 4 decimals, as the original ``scores_eer.csv`` stored it (docs/decisions.md#eer-threshold).
             The EER is the one at the unrounded threshold.
 
     Raises:
@@ -165,7 +168,7 @@ def deletion_insertion(
     percents: Sequence[float] = DEFAULT_PERCENTS,
     batch_size: int = 64,
 ) -> VerificationCurves:
-    """Probe-only deletion/insertion sweep (§6.5).
+    """Probe-only deletion/insertion sweep (paper Sec. 4.3, docs/decisions.md#deletion-insertion-probe).
 
     For each P: keep = percentile masks of the probe's e₊ map (deletion ``A ≤ thr_P``, insertion
     ``A > thr_P``); probe′ = probe × keep on every channel (removed pixels are 0, black in [0, 1]);
@@ -204,19 +207,16 @@ def deletion_insertion(
 def bootstrap_auc_interval(
     curves: VerificationCurves, kind: str, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC × 100, resampling pairs with replacement.
+    """Percentile bootstrap interval of the AUC × 100, resampling pairs with replacement (:func:`~fame_utils.metrics.stats.bootstrap_interval`).
 
     Raises:
         ValueError: ``kind`` unknown, ``n_boot`` < 1 or ``level`` outside (0, 1).
     """
-    if n_boot < 1 or not 0 < level < 1:
-        raise ValueError(f"need n_boot ≥ 1 and 0 < level < 1, got n_boot={n_boot}, level={level}.")
     correct = curves.correct(kind).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, correct.shape[1], size=(n_boot, correct.shape[1]))
-    accuracy = correct[:, picks].mean(axis=2)  # (P, n_boot)
     grid = np.asarray(curves.percents)
-    aucs = 100.0 * np.trapezoid(accuracy, grid, axis=0) / (grid[-1] - grid[0])
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(aucs, [tail, 100 - tail])
-    return float(low), float(high)
+
+    def auc(drawn: np.ndarray) -> np.ndarray:
+        accuracy = correct[:, drawn].mean(axis=-1)  # (P, n_boot)
+        return 100.0 * np.trapezoid(accuracy, grid, axis=0) / (grid[-1] - grid[0])
+
+    return bootstrap_interval(auc, correct.shape[1], level, n_boot, seed)

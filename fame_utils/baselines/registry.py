@@ -1,0 +1,142 @@
+"""Every explanation method by name: one registry for classifiers, one for face verification.
+
+A method name maps to the function that computes its maps; the functions live in the mechanism modules
+(:mod:`~fame_utils.baselines.cam`, :mod:`~fame_utils.baselines.gradient`, :mod:`~fame_utils.baselines.perturbation`,
+:mod:`~fame_utils.baselines.reference`, :mod:`~fame_utils.baselines.finer`) and in :mod:`fame_utils.fame`.
+Knows nothing of metrics, benchmarks or plotting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fame_utils._checks import class_list
+from fame_utils.baselines.cam import CAM_METHODS, gradcam_ew_verification, gradcam_verification
+from fame_utils.baselines.finer import finer_fame
+from fame_utils.baselines.gradient import fggb
+from fame_utils.baselines.perturbation import corrrise, corrrise_masks
+from fame_utils.baselines.reference import centre_gaussian_maps, random_maps
+from fame_utils.baselines.similarity import Maps
+from fame_utils.fame import FameConfig, explain_class, explain_verification
+
+__all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "VERIFICATION_METHODS", "classifier_maps", "explain_pairs"]
+
+ClassifierFn = Callable[[nn.Module, Any, torch.Tensor, list[int], FameConfig, "torch.Generator | None"], torch.Tensor]
+"""``fn(model, layer, images, classes, config, generator)`` → ``(B, H, W)`` maps; each method uses what it needs."""
+
+
+def _cam(cam: Callable[[nn.Module, Any, torch.Tensor, list[int]], torch.Tensor]) -> ClassifierFn:
+    return lambda model, layer, images, classes, config, generator: cam(model, layer, images, classes)
+
+
+def _fame(paper_faithful: bool) -> ClassifierFn:
+    return lambda model, layer, images, classes, config, generator: explain_class(model, images, classes, config.replace(paper_faithful=paper_faithful))
+
+
+_CLASSIFIERS: dict[str, ClassifierFn] = {
+    **{name: _cam(cam) for name, cam in CAM_METHODS.items()},
+    "FAME": _fame(paper_faithful=False),
+    "FAME (paper-faithful)": _fame(paper_faithful=True),
+    "Finer-FAME (ours)": lambda model, layer, images, classes, config, generator: finer_fame(model, images, classes, config),
+    "Random": lambda model, layer, images, classes, config, generator: random_maps(images, generator=generator),
+    "Centre Gaussian": lambda model, layer, images, classes, config, generator: centre_gaussian_maps(images),
+}
+
+#: Maps with no knowledge of the network; every table includes them as a floor.
+SANITY_METHODS: tuple[str, ...] = ("Random", "Centre Gaussian")
+#: All method names accepted by :func:`classifier_maps`, in table order.
+CLASSIFIER_METHODS: tuple[str, ...] = tuple(_CLASSIFIERS)
+#: The methods of paper Tab. 2 / Figs. 3, 10–12, in the paper's order (accepted by :func:`explain_pairs`).
+VERIFICATION_METHODS: tuple[str, ...] = ("Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME")
+
+
+def classifier_maps(
+    method: str,
+    model: nn.Module,
+    layer: nn.Module | str,
+    images: torch.Tensor,
+    classes: Sequence[int],
+    config: FameConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Maps ``(B, H, W)`` in [0, 1] from the method called ``method`` (one of :data:`CLASSIFIER_METHODS`).
+
+    Args:
+        method: method name.
+        model: classifier in eval mode taking ``images`` (normalised).
+        layer: CAM target layer (ignored by FullGrad, FAME and the sanity maps).
+        images: ``(B, C, H, W)`` network input.
+        classes: one (ground-truth) class per image.
+        config: FAME hyperparameters for the FAME variants (``paper_faithful`` is set by the method name).
+        generator: random source for ``"Random"`` (the session's generator makes runs reproducible).
+
+    Raises:
+        ValueError: unknown method, or ``classes`` does not have one entry per image.
+    """
+    if method not in _CLASSIFIERS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(CLASSIFIER_METHODS)}.")
+    labels = class_list(classes, images.shape[0])
+    return _CLASSIFIERS[method](model, layer, images, labels, config or FameConfig(), generator)
+
+
+def explain_pairs(
+    model: nn.Module,
+    target_layer: nn.Module | str,
+    gallery: torch.Tensor,
+    probes: torch.Tensor,
+    threshold: float,
+    methods: tuple[str, ...] = VERIFICATION_METHODS,
+    sides: tuple[str, ...] = ("probe", "gallery"),
+    fame_config: FameConfig | None = None,
+    n_masks: int = 500,
+    seed: int = 0,
+) -> dict[str, dict[str, Maps]]:
+    """Run every verification method on both sides of each pair.
+
+    The probe side explains ``probes`` against the frozen ``gallery`` (the maps the deletion/insertion
+    sweep uses), the gallery side the reverse. CorrRISE uses one seeded mask set for all pairs and
+    sides; FGGB uses ``threshold`` as θ.
+
+    Args:
+        model: embedding network (input in [0, 1]).
+        target_layer: CAM layer (module or dotted name).
+        gallery, probes: the pairs' images ``(N, C, H, W)``.
+        threshold: θ (the clean EER threshold) for FGGB.
+        methods: names from :data:`VERIFICATION_METHODS`.
+        sides: ``"probe"`` and/or ``"gallery"``.
+        fame_config: FAME hyperparameters (default :class:`FameConfig`).
+        n_masks: CorrRISE masks.
+        seed: CorrRISE mask seed.
+
+    Returns:
+        ``result[method][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``.
+
+    Raises:
+        ValueError: unknown method or side, or gallery/probes of different shapes.
+    """
+    unknown = [name for name in methods if name not in VERIFICATION_METHODS] + [side for side in sides if side not in ("probe", "gallery")]
+    if unknown:
+        raise ValueError(f"unknown methods/sides {unknown}; methods are {VERIFICATION_METHODS}, sides 'probe' and 'gallery'.")
+    if gallery.shape != probes.shape:
+        raise ValueError(f"gallery and probes must have the same shape, got {tuple(gallery.shape)} and {tuple(probes.shape)}.")
+    masks = corrrise_masks(n_masks, tuple(probes.shape[-2:]), seed=seed) if "CorrRISE" in methods else None
+    runners: dict[str, Callable[[torch.Tensor, torch.Tensor], Maps]] = {
+        "Grad-CAM": lambda x, r: gradcam_verification(model, target_layer, x, r),
+        "Grad-CAM-EW": lambda x, r: gradcam_ew_verification(model, target_layer, x, r),
+        "CorrRISE": lambda x, r: corrrise(model, x, r, masks=masks),
+        "FGGB": lambda x, r: fggb(model, x, r, threshold),
+        "FAME": lambda x, r: explain_verification(model, x, r, fame_config or FameConfig()),
+    }
+    result: dict[str, dict[str, Maps]] = {}
+    for name in tqdm(methods, desc="methods", leave=False):
+        result[name] = {}
+        for side in sides:
+            explained, reference = (probes, gallery) if side == "probe" else (gallery, probes)
+            maps = runners[name](explained, reference)
+            result[name][side] = {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
+    return result

@@ -1,0 +1,243 @@
+"""Table 1 machinery, reusable outside notebooks: every method × one classifier over annotated photos → IoU, ROAD
+curves, intervals (paper Sec. 4.2).
+
+Pipeline for one network:
+
+1. :func:`prepare_samples`: each photo through the network's own preprocessing, the [0, 1] crop for
+   ROAD, and its box in input pixels under both conventions (aspect-preserving; the paper's per-axis).
+2. :func:`run_benchmark`: maps of every method (:func:`fame_utils.baselines.classifier_maps`), IoU at
+   each τ for both box conventions, ROAD deletion/insertion curves (raw logits kept).
+3. :func:`summarize` / :func:`format_table`: mean and seeded 95 % bootstrap interval per method.
+
+The box of a photo is the **first box of its target class** (the paper's first-box rule); a photo
+whose box leaves the crop entirely gets no IoU (NaN, excluded and counted). No plotting here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from fame_utils.baselines.registry import classifier_maps
+from fame_utils.fame import FameConfig
+from fame_utils.metrics.classification import IOU_THRESHOLDS, Normalizer, RoadCurves, box_in_input, iou, road_curves
+from fame_utils.metrics.masks import DEFAULT_PERCENTS
+from fame_utils.metrics.stats import bootstrap_ci
+
+__all__ = [
+    "BOX_CONVENTIONS",
+    "BenchmarkResult",
+    "ClassificationSample",
+    "PreparedSample",
+    "expected_random_iou",
+    "format_table",
+    "prepare_samples",
+    "run_benchmark",
+    "samples_from_imagenet",
+    "samples_from_objects",
+    "summarize",
+]
+
+#: Box conventions: aspect-preserving resize (default) and the original per-axis scaling (paper-faithful).
+BOX_CONVENTIONS: dict[str, bool] = {"default": False, "paper-faithful": True}
+
+
+@dataclass(frozen=True)
+class ClassificationSample:
+    """One photo to explain: the class to explain and its box in original pixels (``None`` = no box)."""
+
+    name: str
+    image: Image.Image = field(repr=False)
+    target: int
+    box: tuple[int, int, int, int] | None
+
+
+def samples_from_objects(objects: Sequence[Any]) -> list[ClassificationSample]:
+    """Turn :class:`fame_utils.data.ObjectImage` photos into samples: target = ``classes[0]``, box = its first box."""
+    samples = []
+    for item in objects:
+        target = int(item.classes[0])
+        box = next(tuple(int(v) for v in b) for c, b in zip(item.classes, item.boxes) if int(c) == target)
+        samples.append(ClassificationSample(item.name, item.image, target, box))
+    return samples
+
+
+def samples_from_imagenet(rows: Sequence[Any]) -> list[ClassificationSample]:
+    """Turn :class:`fame_utils.data.ImageNetSample` protocol rows into samples (loads each image; first box)."""
+    return [ClassificationSample(row.image_id, row.load(), int(row.target), tuple(int(v) for v in row.box)) for row in rows]
+
+
+@dataclass(frozen=True)
+class PreparedSample:
+    """A sample in one network's input space.
+
+    Attributes:
+        name, target: as in :class:`ClassificationSample`.
+        tensor: ``(3, H, W)`` network input (normalised).
+        pixels: ``(3, H, W)`` the same crop in [0, 1] RGB (ROAD removes pixels here).
+        boxes: box in input pixels per convention (``None`` if the photo has no box or it left the crop).
+    """
+
+    name: str
+    target: int
+    tensor: torch.Tensor = field(repr=False)
+    pixels: torch.Tensor = field(repr=False)
+    boxes: dict[str, tuple[int, int, int, int] | None]
+
+
+def _mapped_box(sample: ClassificationSample, spec: Any, paper_faithful: bool) -> tuple[int, int, int, int] | None:
+    if sample.box is None:
+        return None
+    box = box_in_input(sample.box, sample.image.size, spec, paper_faithful=paper_faithful)
+    return box if box[2] > box[0] and box[3] > box[1] else None
+
+
+def prepare_samples(spec: Any, samples: Sequence[ClassificationSample]) -> list[PreparedSample]:
+    """Preprocess every sample for ``spec`` (a classifier :class:`~fame_utils.models.ModelSpec`)."""
+    normalizer = Normalizer.from_spec(spec)
+    prepared = []
+    for sample in samples:
+        tensor = spec.preprocess(sample.image)
+        boxes = {name: _mapped_box(sample, spec, faithful) for name, faithful in BOX_CONVENTIONS.items()}
+        prepared.append(PreparedSample(sample.name, sample.target, tensor, normalizer.inverse(tensor).clamp(0, 1), boxes))
+    return prepared
+
+
+def expected_random_iou(samples: Sequence[PreparedSample], tau: float, convention: str = "default") -> float:
+    """Expected IoU ×100 of an independent-uniform-noise map (the ``"Random"`` row) at threshold τ, over the samples.
+
+    The map keeps a share q = 1 − τ of the pixels anywhere, so on a box covering a share b of the crop
+    E[IoU] = q·b / (q + b − q·b); the mean runs over samples whose box (``convention``) lies in the crop.
+
+    Raises:
+        ValueError: τ outside (0, 1), or no sample has a box.
+    """
+    if not 0 < tau < 1:
+        raise ValueError(f"tau must lie in (0, 1), got {tau}.")
+    kept = 1.0 - tau
+    values = []
+    for sample in samples:
+        box = sample.boxes.get(convention)
+        if box is not None:
+            height, width = sample.tensor.shape[-2:]
+            share = (box[2] - box[0]) * (box[3] - box[1]) / (height * width)
+            values.append(kept * share / (kept + share - kept * share))
+    if not values:
+        raise ValueError(f"no sample has a {convention!r} box inside its crop: the random-map IoU floor is undefined.")
+    return 100.0 * float(np.mean(values))
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything one network's run produced.
+
+    Attributes:
+        network: the network's name.
+        records: one row per (sample, method): ``iou@τ`` per convention (0–100), ``deletion_auc`` and
+            ``insertion_auc`` (logit units, normalised AUC of the logit drop over P).
+        curves: method → :class:`RoadCurves` over all samples (in sample order).
+        maps: method → ``(N, H, W)`` maps.
+        samples: the prepared samples.
+    """
+
+    network: str
+    records: pd.DataFrame
+    curves: dict[str, RoadCurves]
+    maps: dict[str, torch.Tensor]
+    samples: list[PreparedSample]
+
+
+def _iou_columns(saliency: torch.Tensor, boxes: dict[str, Any], thresholds: Sequence[float]) -> dict[str, float]:
+    row = {}
+    for convention, box in boxes.items():
+        for tau in thresholds:
+            row[f"iou@{tau:g} ({convention})"] = float("nan") if box is None else 100.0 * iou(saliency, box, tau)
+    return row
+
+
+def _concat_curves(parts: list[RoadCurves]) -> RoadCurves:
+    return RoadCurves(parts[0].percents, torch.cat([p.clean for p in parts]), torch.cat([p.deletion for p in parts]), torch.cat([p.insertion for p in parts]))
+
+
+def run_benchmark(
+    spec: Any,
+    samples: Sequence[PreparedSample],
+    methods: Sequence[str],
+    config: FameConfig,
+    generator: torch.Generator | None = None,
+    thresholds: Sequence[float] = IOU_THRESHOLDS,
+    percents: Sequence[float] = DEFAULT_PERCENTS,
+    imputation: bool = False,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Maps, IoU and ROAD curves of every method on every sample for one network.
+
+    Args:
+        spec: classifier :class:`~fame_utils.models.ModelSpec` (``module``, ``target_layer``, ``name``, mean/std).
+        samples: from :func:`prepare_samples` for this spec.
+        methods: names from :data:`fame_utils.baselines.CLASSIFIER_METHODS`.
+        config: FAME hyperparameters for the FAME variants.
+        generator: random source for the ``"Random"`` map.
+        thresholds: IoU thresholds τ.
+        percents: ROAD percents P.
+        imputation: ROAD noisy linear imputation instead of black (opt-in).
+        batch_size: photos per explanation batch.
+        progress: show a ``tqdm.auto`` bar over methods.
+
+    Raises:
+        ValueError: no samples.
+    """
+    if not samples:
+        raise ValueError("run_benchmark needs at least one sample.")
+    from tqdm.auto import tqdm
+
+    device = getattr(spec, "device", torch.device("cpu"))
+    normalizer = Normalizer.from_spec(spec)
+    tensors = torch.stack([s.tensor for s in samples]).to(device)
+    classes = [s.target for s in samples]
+    maps, curves, rows = {}, {}, []
+    for method in tqdm(list(methods), desc=f"{spec.name}: methods", disable=not progress, leave=False):
+        chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator) for i in range(0, len(samples), batch_size)]
+        maps[method] = torch.cat(chunks).cpu()
+        parts = [
+            road_curves(spec.module, s.pixels[None].to(device), maps[method][i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation, generator=generator, batch_size=len(percents))
+            for i, s in enumerate(samples)
+        ]
+        curves[method] = _concat_curves(parts)
+        deletion, insertion = curves[method].deletion_auc(), curves[method].insertion_auc()
+        for i, sample in enumerate(samples):
+            rows.append({"network": spec.name, "sample": sample.name, "method": method, **_iou_columns(maps[method][i], sample.boxes, thresholds),
+                         "deletion_auc": float(deletion[i]), "insertion_auc": float(insertion[i])})
+    return BenchmarkResult(spec.name, pd.DataFrame(rows), curves, maps, list(samples))
+
+
+def summarize(records: pd.DataFrame, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+    """Long table: one row per (network, method, metric) with ``mean``, ``low``, ``high`` and ``n`` (NaN rows excluded).
+
+    Intervals are percentile bootstraps over photos (:func:`bootstrap_ci`, seeded).
+    """
+    metrics = [c for c in records.columns if c not in ("network", "sample", "method")]
+    rows = []
+    for (network, method), group in records.groupby(["network", "method"], sort=False):
+        for metric in metrics:
+            values = group[metric].dropna().to_numpy()
+            mean, low, high = bootstrap_ci(values, confidence, seed=seed) if values.size else (float("nan"),) * 3
+            rows.append({"network": network, "method": method, "metric": metric, "mean": mean, "low": low, "high": high, "n": int(values.size)})
+    return pd.DataFrame(rows)
+
+
+def format_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Wide, readable table: one row per (network, method), cells ``mean [low, high]``."""
+    cells = summary.assign(cell=[f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(m) else "n/a" for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"])])
+    wide = cells.pivot_table(index=["network", "method"], columns="metric", values="cell", aggfunc="first", sort=False)
+    order = list(dict.fromkeys(summary["metric"]))
+    wide = wide[order].reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"deletion_auc": "deletion AUC (logit drop) ↑", "insertion_auc": "insertion AUC (logit drop) ↓"})

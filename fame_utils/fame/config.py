@@ -1,0 +1,99 @@
+"""FAME's hyperparameters in one frozen, validated record, and the two modes (corrected default, paper-faithful).
+
+Holds settings only; it knows nothing of models, losses or maps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+__all__ = ["FameConfig", "NORMALIZATIONS", "PAPER_CLASS_EPSILON"]
+
+NORMALIZATIONS = ("minmax", "max")
+PAPER_CLASS_EPSILON = 1e-3
+"""Early-stop threshold on |z_o| used by the authors' original classification script (docs/decisions.md#paper-faithful)."""
+
+
+@dataclass(frozen=True)
+class FameConfig:
+    """FAME hyperparameters (defaults = the paper's: η = 1/255, T = 500, blur 49/7.7, no clamp).
+
+    Args:
+        step_size: η, the L∞ length of one step (in the units of the perturbed tensor).
+        iterations: T, the maximum number of steps.
+        epsilon: early-stop threshold ε on the loss (None = never stop early).
+        clamp: ``(low, high)`` to clip x̄ after each step, or None.
+        blur_kernel: Gaussian kernel size b (an even size is raised to the next odd number); None = no blur.
+        blur_sigma: Gaussian σ.
+        normalization: ``"minmax"`` (default, reference code) or ``"max"`` (the paper's text).
+        paper_faithful: reproduce the original scripts (docs/decisions.md#paper-faithful): |z_o| with ε = 1e-3 for
+            classification when ``epsilon`` is None, batch-mean early stopping, ``"max"`` normalisation.
+            Read the effective values from :attr:`effective_normalization`, :attr:`early_stop_rule`
+            and :meth:`class_epsilon`, or all at once from :meth:`effective_settings`.
+    """
+
+    step_size: float = 1 / 255
+    iterations: int = 500
+    epsilon: float | None = None
+    clamp: tuple[float, float] | None = None
+    blur_kernel: int | None = 49
+    blur_sigma: float = 7.7
+    normalization: str = "minmax"
+    paper_faithful: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.step_size, (int, float)) and math.isfinite(self.step_size) and self.step_size > 0):
+            raise ValueError(f"FameConfig.step_size must be a positive finite number, got {self.step_size!r}.")
+        if isinstance(self.iterations, bool) or not isinstance(self.iterations, int) or self.iterations < 0:
+            raise ValueError(f"FameConfig.iterations must be an int >= 0, got {self.iterations!r}.")
+        if self.epsilon is not None and not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon)):
+            raise ValueError(f"FameConfig.epsilon must be None or a finite number, got {self.epsilon!r}.")
+        if self.clamp is not None:
+            if len(self.clamp) != 2 or not self.clamp[0] < self.clamp[1]:
+                raise ValueError(f"FameConfig.clamp must be None or (low, high) with low < high, got {self.clamp!r}.")
+            object.__setattr__(self, "clamp", (float(self.clamp[0]), float(self.clamp[1])))
+        if self.blur_kernel is not None:
+            if isinstance(self.blur_kernel, bool) or not isinstance(self.blur_kernel, int) or self.blur_kernel < 1:
+                raise ValueError(f"FameConfig.blur_kernel must be None or a positive int, got {self.blur_kernel!r}.")
+            object.__setattr__(self, "blur_kernel", self.blur_kernel | 1)
+        if not (isinstance(self.blur_sigma, (int, float)) and math.isfinite(self.blur_sigma) and self.blur_sigma > 0):
+            raise ValueError(f"FameConfig.blur_sigma must be a positive number, got {self.blur_sigma!r}.")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"FameConfig.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
+
+    @property
+    def effective_normalization(self) -> str:
+        """The normalisation actually applied: ``"max"`` under ``paper_faithful``, else :attr:`normalization`."""
+        return "max" if self.paper_faithful else self.normalization
+
+    @property
+    def early_stop_rule(self) -> str:
+        """``"batch-mean"`` (one mean over the batch stops all samples) under ``paper_faithful``, else ``"per-sample"``."""
+        return "batch-mean" if self.paper_faithful else "per-sample"
+
+    def class_epsilon(self) -> float | None:
+        """ε used by the classification loss: :attr:`epsilon`, or 1e-3 under ``paper_faithful`` when unset."""
+        if self.epsilon is None and self.paper_faithful:
+            return PAPER_CLASS_EPSILON
+        return self.epsilon
+
+    def effective_settings(self) -> dict[str, object]:
+        """Every setting as it is applied, for side-by-side tables of the two modes."""
+        return {
+            "step_size": self.step_size,
+            "iterations": self.iterations,
+            "epsilon": self.epsilon,
+            "class_epsilon": self.class_epsilon(),
+            "class_loss": "|z_o|" if self.paper_faithful else "z_o",
+            "early_stop_rule": self.early_stop_rule,
+            "clamp": self.clamp,
+            "blur_kernel": self.blur_kernel,
+            "blur_sigma": self.blur_sigma,
+            "normalization": self.effective_normalization,
+            "paper_faithful": self.paper_faithful,
+        }
+
+    def replace(self, **changes: object) -> "FameConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)

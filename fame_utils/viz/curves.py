@@ -1,0 +1,64 @@
+"""Deletion/insertion curves: ROAD logit-drop curves per network (classification) and verification accuracy
+against the share of probe pixels removed or kept (paper Fig. 4).
+
+Draws curves computed by :mod:`fame_utils.metrics`; knows nothing of how maps were made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from fame_utils.metrics.classification import RoadCurves
+from fame_utils.metrics.verification import VerificationCurves
+
+__all__ = ["plot_road_curves", "deletion_insertion_figure"]
+
+
+def plot_road_curves(results: Sequence[Any], methods: Sequence[str] | None = None) -> Figure:
+    """ROAD curves: mean logit drop vs P, one line per method; deletion (top) and insertion (bottom) per network.
+
+    Args:
+        results: per network, an object with ``network`` (its name) and ``curves`` (method → :class:`RoadCurves`),
+            e.g. :class:`fame_utils.evaluation.classification.BenchmarkResult`.
+        methods: the methods to draw (default: all of each result). The legend gives each method's mean normalised AUC.
+    """
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6.4), squeeze=False)
+    for column, result in enumerate(results):
+        for row, (kind, arrow) in enumerate((("deletion", "↑"), ("insertion", "↓"))):
+            ax = axes[row, column]
+            for method in methods or list(result.curves):
+                curves: RoadCurves = result.curves[method]
+                drop = getattr(curves, f"{kind}_drop").mean(dim=0).numpy()
+                auc = float(np.mean(getattr(curves, f"{kind}_auc")()))
+                ax.plot(curves.percents, drop, marker=".", label=f"{method} ({auc:.2f})")
+            ax.set_title(f"{result.network}: {kind} (AUC {arrow})", fontsize=9)
+            ax.set_xlabel(f"% of top-ranked pixels {'removed' if kind == 'deletion' else 'shown'}")
+            ax.set_ylabel("logit drop z(x) − z(x ⊙ M)")
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def deletion_insertion_figure(curves: Mapping[str, VerificationCurves], clean_accuracy: float, title: str = "") -> Figure:
+    """Fig. 4: deletion (left) and insertion (right) accuracy (%) vs P, legend "method (AUC)", clean accuracy dashed."""
+    if not curves:
+        raise ValueError("deletion_insertion_figure needs at least one method's curves.")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for axis, kind, xlabel in ((axes[0], "deletion", "removed pixels P (%)"), (axes[1], "insertion", "kept pixels P (%)")):
+        for method, curve in curves.items():
+            auc = curve.deletion_auc if kind == "deletion" else curve.insertion_auc
+            axis.plot(curve.percents, 100 * getattr(curve, kind), marker="o", markersize=3, label=f"{method} ({auc:.1f})")
+        axis.axhline(100 * clean_accuracy, color="grey", linestyle="--", linewidth=1, label=f"clean ({100 * clean_accuracy:.1f})")
+        axis.set_xlabel(xlabel)
+        axis.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", fontsize=9)
+        axis.legend(fontsize=7)
+    axes[0].set_ylabel("verification accuracy (%)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,85 @@
+"""Notebook 05 (face verification): the rows of the method sheets and the pair widget's data, gathered from explained
+pairs (the figures themselves are :mod:`fame_utils.viz.faces`).
+
+Only notebook 05 needs these; nothing else in the package imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from fame_utils.evaluation.verification import FacePairSet
+from fame_utils.metrics.verification import VerificationCurves
+from fame_utils.viz.faces import FacePairExplanations, SheetRow
+
+__all__ = ["Explained", "sheet_rows", "pair_explanations"]
+
+Explained = Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
+
+
+def _position(explained_pairs: np.ndarray, pair: int) -> int:
+    found = np.flatnonzero(np.asarray(explained_pairs) == pair)
+    if found.size == 0:
+        raise ValueError(f"pair {pair} was not explained; explained pairs: {np.asarray(explained_pairs).tolist()}.")
+    return int(found[0])
+
+
+def _maps_at(explained: Explained, side: str, positions: int | list[int], methods: Sequence[str]) -> dict:
+    return {m: {k: (None if v is None else v[positions]) for k, v in explained[m][side].items()} for m in methods}
+
+
+def sheet_rows(
+    sets: Mapping[str, FacePairSet],
+    explained: Mapping[str, Explained],
+    explained_pairs: np.ndarray,
+    pairs: Sequence[int],
+    side: str,
+    methods: Sequence[str],
+) -> list[SheetRow]:
+    """One :class:`SheetRow` per (network, pair) for :func:`face_sheet`.
+
+    Args:
+        sets: the networks' pair sets.
+        explained: per network, :func:`~fame_utils.baselines.verification.explain_pairs` output for ``explained_pairs``.
+        explained_pairs: the pair indices that were explained, in explanation order.
+        pairs: the pairs to show (indices into the pair set).
+        side: ``"probe"`` or ``"gallery"`` (which image was explained and is shown).
+        methods: methods to take maps of.
+
+    Raises:
+        ValueError: a pair was not explained.
+    """
+    rows = []
+    for name, pair_set in sets.items():
+        images = pair_set.probes if side == "probe" else pair_set.gallery
+        for pair in pairs:
+            kind = "genuine" if pair_set.labels[pair] else "impostor"
+            rows.append(SheetRow(f"{name}\npair {pair} {kind}\n({side})", pair_set.spec.to_display(images[pair]),
+                                 _maps_at(explained[name], side, _position(explained_pairs, pair), methods)))
+    return rows
+
+
+def pair_explanations(
+    pair_set: FacePairSet,
+    probe_side: Explained,
+    evaluated: np.ndarray,
+    gallery_side: Explained,
+    showcase: np.ndarray,
+    curves: Mapping[str, VerificationCurves],
+    methods: Sequence[str],
+) -> FacePairExplanations:
+    """The widget's data for the ``showcase`` pairs: probe-side maps and curves (computed for ``evaluated``) and
+    gallery-side maps (computed for ``showcase``)."""
+    positions = [_position(evaluated, pair) for pair in showcase]
+    size = pair_set.gallery.shape[-2:]
+    return FacePairExplanations(
+        network=pair_set.network,
+        gallery_rgb=pair_set.spec.to_display(pair_set.gallery[showcase]).reshape(len(showcase), *size, 3),
+        probe_rgb=pair_set.spec.to_display(pair_set.probes[showcase]).reshape(len(showcase), *size, 3),
+        labels=pair_set.labels[showcase],
+        maps={m: {"probe": _maps_at(probe_side, "probe", positions, [m])[m], "gallery": gallery_side[m]["gallery"]} for m in methods},
+        curves={m: curves[m].subset(positions) for m in methods},
+    )
