@@ -11,9 +11,10 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from fame_utils.protocols.catalogue import PairItem, evenly_spaced
-from fame_utils.protocols.distributed import RankContext, cpu_threads, shard
+from fame_utils.protocols.distributed import RankContext, cpu_threads, rank_device, shard
 from fame_utils.protocols.errors import StoreMismatchError
 from fame_utils.protocols.lock import RunLock, RunLockedError
 from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint
@@ -64,6 +65,16 @@ def test_shard_gives_unit_i_to_rank_i_mod_world_and_covers_every_unit_once():
 @pytest.mark.parametrize("cores, ranks, expected", [(2, 2, 1), (2, 1, 2), (8, 3, 2), (1, 4, 1), (64, 8, 8)])
 def test_cpu_ranks_split_the_node_cores(cores, ranks, expected):
     assert cpu_threads(cores, ranks) == expected
+
+
+def test_each_cuda_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert rank_device("auto", RankContext(rank=5, world_size=8, local_rank=1, local_world_size=4)) == torch.device("cuda", 1)
+    assert rank_device("cuda", RankContext(rank=3, world_size=4, local_rank=3, local_world_size=4)) == torch.device("cuda", 3)
+    assert rank_device("cpu", RankContext(rank=1, world_size=2, local_rank=1, local_world_size=2)) == torch.device("cpu")
+    with pytest.raises(ValueError, match="LOCAL_RANK 4 has no GPU: this node has 4"):
+        rank_device("auto", RankContext(rank=4, world_size=8, local_rank=4, local_world_size=8))
 
 
 def _pairs(splits: dict[str, int]) -> list[PairItem]:

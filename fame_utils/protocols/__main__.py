@@ -19,13 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from fame_utils.data import ImageLoadError
 from fame_utils.protocols.catalogue import PROTOCOLS, DataOptions
 from fame_utils.protocols.errors import IncompleteStoreError, ProtocolInputError, StoreMismatchError
 from fame_utils.protocols.lock import RunLockedError
 from fame_utils.protocols.report import report
 from fame_utils.protocols.runner import RunOptions, run_protocol
 
-_USER_ERRORS = (ProtocolInputError, StoreMismatchError, RunLockedError, IncompleteStoreError)
+#: Problems the user fixes; an unreadable image is met mid-run (items stored before it are kept).
+_USER_ERRORS = (ProtocolInputError, StoreMismatchError, RunLockedError, IncompleteStoreError, ImageLoadError)
 #: Exit status for bad input or a refused folder (argparse uses 2 for bad flags too).
 EXIT_USER_ERROR = 2
 
