@@ -1,4 +1,7 @@
-"""Find a layer by name and read its output with hooks that are always removed."""
+"""Find a layer by name and read its output with hooks that are always removed.
+
+Knows nothing of FAME, attribution maps or the networks it is given.
+"""
 
 from __future__ import annotations
 

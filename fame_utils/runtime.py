@@ -1,9 +1,15 @@
-"""Device selection and seeding: one place for both, so runs are reproducible."""
+"""Device selection, seeding and package versions: one place for each, so runs are reproducible and say what ran them.
+
+Knows nothing of models, methods or notebooks.
+"""
 
 from __future__ import annotations
 
 import os
+import platform
 import random
+from collections.abc import Sequence
+from importlib import metadata
 import re
 
 import numpy as np
@@ -74,3 +80,14 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def package_versions(names: Sequence[str]) -> dict[str, str]:
+    """Python's version and those of the installed distributions ``names`` (ones not installed are left out)."""
+    versions = {"python": platform.python_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -9,15 +9,14 @@ Knows nothing about methods or metrics.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from fame_utils.protocols.errors import StoreMismatchError
 from fame_utils.protocols.store import write_json_atomic
+from fame_utils.runtime import package_versions as installed_versions
 
 __all__ = ["MANIFEST_NAME", "PLAN_NAME", "git_revision", "merge_plan", "package_versions", "read_json", "record_run", "utc_now"]
 
@@ -42,13 +41,7 @@ def git_revision() -> str | None:
 
 def package_versions() -> dict[str, str]:
     """Python's version and those of the installed packages that shape the numbers."""
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return installed_versions(_VERSIONED)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

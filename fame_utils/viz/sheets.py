@@ -86,11 +86,7 @@ def contact_sheet(
         if drawn and cells is not None and cells[index] is not None:
             height, width = _panel_size(panel)
             draw_cell(ax, *cells[index], grid, (height, width))
-    _label_edges(axes, row_labels, col_labels)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, row_labels, col_labels, title)
 
 
 def comparison_sheet(
@@ -118,11 +114,7 @@ def comparison_sheet(
             background = _background_for(backgrounds, row, col)
             if not _panel(axes[i, j], maps.get((row, col)), background, alpha, cmap) and missing_text:
                 axes[i, j].text(0.5, 0.5, missing_text, ha="center", va="center", fontsize=7, color="0.5", transform=axes[i, j].transAxes)
-    _label_edges(axes, row_names, col_names)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, row_names, col_names, title)
 
 
 def sweep_sheet(
@@ -195,3 +187,12 @@ def _label_edges(axes: np.ndarray, row_labels: Sequence[str] | None, col_labels:
         for ax, label in zip(axes[0], col_labels):
             existing = ax.get_title()
             ax.set_title(f"{label}\n{existing}" if existing else label, fontsize=8)
+
+
+def _finish(fig: Figure, axes: np.ndarray, row_labels: Sequence[str] | None, col_labels: Sequence[str] | None, title: str | None) -> Figure:
+    """Label the sheet's edges, add its title and tighten the layout."""
+    _label_edges(axes, row_labels, col_labels)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

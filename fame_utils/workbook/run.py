@@ -1,4 +1,4 @@
-"""Execute the workbook's notebooks with papermill.
+"""Execute the workbook's notebooks with papermill (it knows nothing of what they compute).
 
 Usage::
 

@@ -11,18 +11,17 @@ import contextlib
 import json
 import math
 import os
-import platform
 import tempfile
 import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fame_utils.runtime import package_versions as installed_versions
 from fame_utils.runtime import resolve_device, seed_everything
 
 __all__ = ["PROFILES", "Session", "choose", "git_sha", "package_versions", "update_manifest", "results_path"]
@@ -65,13 +64,7 @@ def git_sha(root: Path | None = None) -> str | None:
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages whose behaviour shapes the figures."""
-    versions = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return installed_versions(_VERSIONED)
 
 
 @contextlib.contextmanager
