@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from fame_utils.data import object_images, write_imagenet_protocol
-from fame_utils.protocols import IncompleteStoreError, report
+from fame_utils.protocols import IncompleteStoreError, report, stored_table
 from fame_utils.protocols.__main__ import EXIT_USER_ERROR, main
 from fame_utils.protocols.store import load_arrays
 
@@ -133,6 +133,14 @@ def test_two_ranks_on_shipped_face_pairs_equal_one_process(tmp_path):
     assert_same_tables(tmp_path / "single", tmp_path / "ranks2")
     table = report([tmp_path / "single"]).long
     assert list(table["method"]) == ["Grad-CAM", "FAME"] and set(table["pairs"]) == {6}
+
+
+def test_notebooks_read_the_complete_runs_of_a_folder(objects_single, tmp_path):
+    stored, status = stored_table(objects_single.parent, ["shipped_objects"], "efficientnet_lite0", "")
+    pd.testing.assert_frame_equal(stored.long, report([objects_single]).long, check_exact=True)
+    assert status == f"merged 1 protocol run(s): {objects_single}"
+    missing, hint = stored_table(tmp_path, ["imagenet_loc"], "resnet50", "--weights hub --data-root /data/imagenet")
+    assert missing is None and f"No complete imagenet_loc run under {tmp_path}" in hint and "--out " + str(tmp_path / "imagenet_loc_resnet50") in hint
 
 
 # ---------------------------------------------------------------- kill, resume, concurrent run

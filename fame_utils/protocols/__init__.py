@@ -17,7 +17,7 @@ from fame_utils.protocols.catalogue import PROTOCOLS, DataOptions, resolve_items
 from fame_utils.protocols.distributed import RankContext, cpu_threads, shard
 from fame_utils.protocols.errors import IncompleteStoreError, ProtocolInputError, StoreMismatchError
 from fame_utils.protocols.lock import RunLock, RunLockedError
-from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint
+from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint, stored_table
 from fame_utils.protocols.report import ProtocolReport, load_items, report
 from fame_utils.protocols.runner import RunOptions, RunSummary, run_protocol
 from fame_utils.protocols.store import CorruptItemError, ItemStore
@@ -45,4 +45,5 @@ __all__ = [
     "resolve_items",
     "run_protocol",
     "shard",
+    "stored_table",
 ]

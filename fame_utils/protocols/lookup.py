@@ -13,8 +13,9 @@ from pathlib import Path
 
 from fame_utils.protocols.catalogue import PROTOCOLS
 from fame_utils.protocols.manifest import MANIFEST_NAME, PLAN_NAME, read_json
+from fame_utils.protocols.report import ProtocolReport, report
 
-__all__ = ["FoundRuns", "find_runs", "production_hint"]
+__all__ = ["FoundRuns", "find_runs", "production_hint", "stored_table"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +67,23 @@ def production_hint(protocol: str, root: str | Path, network: str, data_flags: s
             f"'Running the paper's protocols at scale'), e.g. on 8 GPUs:\n"
             f"  torchrun --standalone --nproc_per_node=8 -m fame_utils.protocols run --protocol {protocol} --network {network} "
             f"{data_flags} --out {out}\nthen run this notebook again.")
+
+
+def stored_table(root: str | Path, protocols: Sequence[str], network: str, data_flags: str) -> tuple[ProtocolReport | None, str]:
+    """The table of the complete runs of ``protocols`` under ``root`` and a status text for the notebook.
+
+    Args:
+        root: the folder holding run folders.
+        protocols: the protocol names the table is made of (one task).
+        network, data_flags: the example command printed when no complete run exists (:func:`production_hint`).
+
+    Returns:
+        ``(report, status)``: the merged :class:`~fame_utils.protocols.report.ProtocolReport` (None without a complete
+        run) and lines naming the merged runs, the unfinished ones (to resume), or how to produce one.
+    """
+    found = find_runs(root, protocols)
+    lines = [f"unfinished run, resume it with its own command (see its manifest.json): {folder}" for folder in found.unfinished]
+    if not found.complete:
+        return None, "\n".join([*lines, production_hint(protocols[0], root, network, data_flags)])
+    lines.insert(0, f"merged {len(found.complete)} protocol run(s): {', '.join(str(folder) for folder in found.complete)}")
+    return report(found.complete), "\n".join(lines)
