@@ -159,7 +159,7 @@ def test_centre_gaussian_peaks_at_the_centre_and_is_symmetric():
 
 
 # ---------------------------------------------------------------- Finer-FAME (ours) and the method dispatcher
-from fame_utils.baselines import CLASSIFIER_METHODS, classifier_maps, finer_fame, finer_targets  # noqa: E402
+from fame_utils.baselines import CLASSIFIER_METHODS, LABELS, classifier_maps, finer_fame, finer_targets, method_label  # noqa: E402
 from fame_utils.fame import FameConfig, explain_class, finer_loss  # noqa: E402
 
 FAST = FameConfig(iterations=8, blur_kernel=5, blur_sigma=1.0)
@@ -199,11 +199,21 @@ def test_every_classifier_method_gives_maps_in_unit_range(model, images, method)
 def test_dispatcher_fame_variants_and_random_are_reproducible(model, images):
     fame = classifier_maps("FAME", model, LAYER, images, [0, 1, 2], FAST)
     assert torch.equal(fame, explain_class(model, images, [0, 1, 2], FAST))
-    faithful = classifier_maps("FAME (paper-faithful)", model, LAYER, images, [0, 1, 2], FAST)
+    faithful = classifier_maps("FAME-paper-faithful", model, LAYER, images, [0, 1, 2], FAST)
     assert torch.equal(faithful, explain_class(model, images, [0, 1, 2], FAST.replace(paper_faithful=True)))
     first = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
     second = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
     assert torch.equal(first, second)
+
+
+def test_keys_dispatch_and_labels_only_name(model, images):
+    assert set(LABELS) <= set(CLASSIFIER_METHODS)
+    assert [method_label(key) for key in CLASSIFIER_METHODS] == [
+        "Grad-CAM", "Grad-CAM-EW", "HiResCAM", "FullGrad", "Finer-CAM", "FAME", "FAME (paper-faithful)", "Finer-FAME (ours)", "Random", "Centre Gaussian"]
+    assert torch.equal(classifier_maps("Finer-FAME", model, LAYER, images, [0, 1, 2], FAST), finer_fame(model, images, [0, 1, 2], FAST))
+    for label in set(LABELS.values()):
+        with pytest.raises(ValueError, match="unknown method"):
+            classifier_maps(label, model, LAYER, images, [0, 1, 2], FAST)
 
 
 def test_dispatcher_rejects_unknown_methods_and_length_mismatch(model, images):

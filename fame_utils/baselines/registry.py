@@ -1,6 +1,7 @@
-"""Every explanation method by name: one registry for classifiers, one for face verification.
+"""Every explanation method by key: one registry for classifiers, one for face verification.
 
-A method name maps to the function that computes its maps; the functions live in the mechanism modules
+A method key maps to the function that computes its maps, and separately to the label tables and figures show
+(:func:`method_label`); the functions live in the mechanism modules
 (:mod:`~fame_utils.baselines.cam`, :mod:`~fame_utils.baselines.gradient`, :mod:`~fame_utils.baselines.perturbation`,
 :mod:`~fame_utils.baselines.reference`, :mod:`~fame_utils.baselines.finer`) and in :mod:`fame_utils.fame`.
 Knows nothing of metrics, benchmarks or plotting.
@@ -24,7 +25,7 @@ from fame_utils.baselines.reference import centre_gaussian_maps, random_maps
 from fame_utils.baselines.similarity import Maps
 from fame_utils.fame import FameConfig, explain_class, explain_verification
 
-__all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "VERIFICATION_METHODS", "classifier_maps", "explain_pairs"]
+__all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "VERIFICATION_METHODS", "LABELS", "method_label", "classifier_maps", "explain_pairs"]
 
 ClassifierFn = Callable[[nn.Module, Any, torch.Tensor, list[int], FameConfig, "torch.Generator | None"], torch.Tensor]
 """``fn(model, layer, images, classes, config, generator)`` → ``(B, H, W)`` maps; each method uses what it needs."""
@@ -41,18 +42,26 @@ def _fame(paper_faithful: bool) -> ClassifierFn:
 _CLASSIFIERS: dict[str, ClassifierFn] = {
     **{name: _cam(cam) for name, cam in CAM_METHODS.items()},
     "FAME": _fame(paper_faithful=False),
-    "FAME (paper-faithful)": _fame(paper_faithful=True),
-    "Finer-FAME (ours)": lambda model, layer, images, classes, config, generator: finer_fame(model, images, classes, config),
+    "FAME-paper-faithful": _fame(paper_faithful=True),
+    "Finer-FAME": lambda model, layer, images, classes, config, generator: finer_fame(model, images, classes, config),
     "Random": lambda model, layer, images, classes, config, generator: random_maps(images, generator=generator),
     "Centre Gaussian": lambda model, layer, images, classes, config, generator: centre_gaussian_maps(images),
 }
 
+#: Display label of a method key where the two differ; every other key is shown as it is.
+LABELS: dict[str, str] = {"FAME-paper-faithful": "FAME (paper-faithful)", "Finer-FAME": "Finer-FAME (ours)"}
+
 #: Maps with no knowledge of the network; every table includes them as a floor.
 SANITY_METHODS: tuple[str, ...] = ("Random", "Centre Gaussian")
-#: All method names accepted by :func:`classifier_maps`, in table order.
+#: All method keys accepted by :func:`classifier_maps`, in table order.
 CLASSIFIER_METHODS: tuple[str, ...] = tuple(_CLASSIFIERS)
 #: The methods of paper Tab. 2 / Figs. 3, 10–12, in the paper's order (accepted by :func:`explain_pairs`).
 VERIFICATION_METHODS: tuple[str, ...] = ("Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME")
+
+
+def method_label(key: str) -> str:
+    """The label tables and figures show for method ``key`` (``"Finer-FAME"`` → ``"Finer-FAME (ours)"``)."""
+    return LABELS.get(key, key)
 
 
 def classifier_maps(
@@ -64,15 +73,15 @@ def classifier_maps(
     config: FameConfig | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Maps ``(B, H, W)`` in [0, 1] from the method called ``method`` (one of :data:`CLASSIFIER_METHODS`).
+    """Maps ``(B, H, W)`` in [0, 1] from the method ``method`` (a key of :data:`CLASSIFIER_METHODS`).
 
     Args:
-        method: method name.
+        method: method key.
         model: classifier in eval mode taking ``images`` (normalised).
         layer: CAM target layer (ignored by FullGrad, FAME and the sanity maps).
         images: ``(B, C, H, W)`` network input.
         classes: one (ground-truth) class per image.
-        config: FAME hyperparameters for the FAME variants (``paper_faithful`` is set by the method name).
+        config: FAME hyperparameters for the FAME variants (``paper_faithful`` is set by the method key).
         generator: random source for ``"Random"`` (the session's generator makes runs reproducible).
 
     Raises:
@@ -107,14 +116,14 @@ def explain_pairs(
         target_layer: CAM layer (module or dotted name).
         gallery, probes: the pairs' images ``(N, C, H, W)``.
         threshold: θ (the clean EER threshold) for FGGB.
-        methods: names from :data:`VERIFICATION_METHODS`.
+        methods: keys from :data:`VERIFICATION_METHODS`.
         sides: ``"probe"`` and/or ``"gallery"``.
         fame_config: FAME hyperparameters (default :class:`FameConfig`).
         n_masks: CorrRISE masks.
         seed: CorrRISE mask seed.
 
     Returns:
-        ``result[method][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``.
+        ``result[label][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``, keyed by :func:`method_label`.
 
     Raises:
         ValueError: unknown method or side, or gallery/probes of different shapes.
@@ -134,9 +143,10 @@ def explain_pairs(
     }
     result: dict[str, dict[str, Maps]] = {}
     for name in tqdm(methods, desc="methods", leave=False):
-        result[name] = {}
+        label = method_label(name)
+        result[label] = {}
         for side in sides:
             explained, reference = (probes, gallery) if side == "probe" else (gallery, probes)
             maps = runners[name](explained, reference)
-            result[name][side] = {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
+            result[label][side] = {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
     return result

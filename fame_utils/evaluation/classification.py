@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from fame_utils.baselines.registry import classifier_maps
+from fame_utils.baselines.registry import classifier_maps, method_label
 from fame_utils.fame import FameConfig
 from fame_utils.metrics.classification import IOU_THRESHOLDS, Normalizer, RoadCurves, box_in_input, iou, road_curves
 from fame_utils.metrics.masks import DEFAULT_PERCENTS
@@ -139,10 +139,10 @@ class BenchmarkResult:
 
     Attributes:
         network: the network's name.
-        records: one row per (sample, method): ``iou@τ`` per convention (0–100), ``deletion_auc`` and
+        records: one row per (sample, method label): ``iou@τ`` per convention (0–100), ``deletion_auc`` and
             ``insertion_auc`` (logit units, normalised AUC of the logit drop over P).
-        curves: method → :class:`RoadCurves` over all samples (in sample order).
-        maps: method → ``(N, H, W)`` maps.
+        curves: method label → :class:`RoadCurves` over all samples (in sample order).
+        maps: method label → ``(N, H, W)`` maps.
         samples: the prepared samples.
     """
 
@@ -182,7 +182,8 @@ def run_benchmark(
     Args:
         spec: classifier :class:`~fame_utils.models.ModelSpec` (``module``, ``target_layer``, ``name``, mean/std).
         samples: from :func:`prepare_samples` for this spec.
-        methods: names from :data:`fame_utils.baselines.CLASSIFIER_METHODS`.
+        methods: keys from :data:`fame_utils.baselines.CLASSIFIER_METHODS` (results are keyed by their labels,
+            :func:`fame_utils.baselines.method_label`).
         config: FAME hyperparameters for the FAME variants.
         generator: random source for the ``"Random"`` map.
         thresholds: IoU thresholds τ.
@@ -205,15 +206,16 @@ def run_benchmark(
     maps, curves, rows = {}, {}, []
     for method in tqdm(list(methods), desc=f"{spec.name}: methods", disable=not progress, leave=False):
         chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator) for i in range(0, len(samples), batch_size)]
-        maps[method] = torch.cat(chunks).cpu()
+        label = method_label(method)
+        maps[label] = torch.cat(chunks).cpu()
         parts = [
-            road_curves(spec.module, s.pixels[None].to(device), maps[method][i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation, generator=generator, batch_size=len(percents))
+            road_curves(spec.module, s.pixels[None].to(device), maps[label][i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation, generator=generator, batch_size=len(percents))
             for i, s in enumerate(samples)
         ]
-        curves[method] = _concat_curves(parts)
-        deletion, insertion = curves[method].deletion_auc(), curves[method].insertion_auc()
+        curves[label] = _concat_curves(parts)
+        deletion, insertion = curves[label].deletion_auc(), curves[label].insertion_auc()
         for i, sample in enumerate(samples):
-            rows.append({"network": spec.name, "sample": sample.name, "method": method, **_iou_columns(maps[method][i], sample.boxes, thresholds),
+            rows.append({"network": spec.name, "sample": sample.name, "method": label, **_iou_columns(maps[label][i], sample.boxes, thresholds),
                          "deletion_auc": float(deletion[i]), "insertion_auc": float(insertion[i])})
     return BenchmarkResult(spec.name, pd.DataFrame(rows), curves, maps, list(samples))
 

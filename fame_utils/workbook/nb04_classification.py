@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from fame_utils import viz
-from fame_utils.baselines.registry import SANITY_METHODS, classifier_maps
+from fame_utils.baselines.registry import SANITY_METHODS, classifier_maps, method_label
 from fame_utils.evaluation.classification import BenchmarkResult, PreparedSample, expected_random_iou, prepare_samples, run_benchmark, summarize
 from fame_utils.fame import FameConfig
 from fame_utils.metrics.classification import IOU_THRESHOLDS
@@ -59,12 +59,13 @@ def _methods_where(means: pd.DataFrame, network: str, methods: Sequence[str], me
 
 
 def _real_methods(methods: Sequence[str]) -> list[str]:
-    return [m for m in methods if m not in SANITY_METHODS]
+    """The labels of the methods (keys) that are not sanity floors."""
+    return [method_label(m) for m in methods if m not in SANITY_METHODS]
 
 
 def sanity_record(summary: pd.DataFrame, methods: Sequence[str]) -> dict:
-    """Numbers notebook 04 records: every mean, and per network how many real methods beat the random map on
-    deletion AUC (higher), insertion AUC (lower) and IoU at τ = 0.5."""
+    """Numbers notebook 04 records: every mean, and per network how many real methods (keys ``methods``, recorded by
+    label) beat the random map on deletion AUC (higher), insertion AUC (lower) and IoU at τ = 0.5."""
     means = method_means(summary)
     networks = list(dict.fromkeys(summary["network"]))
     real = _real_methods(methods)
@@ -72,7 +73,7 @@ def sanity_record(summary: pd.DataFrame, methods: Sequence[str]) -> dict:
     def count(metric: str, higher_is_better: bool) -> dict[str, int]:
         return {net: len(_methods_where(means, net, real, metric, "Random", higher_is_better)) for net in networks}
 
-    return dict(methods=list(methods), networks=networks, real_method_count=len(real),
+    return dict(methods=[method_label(m) for m in methods], networks=networks, real_method_count=len(real),
                 means={f"{net}|{m}|{metric}": float(means.loc[(net, m), metric]) for net, m in means.index for metric in means.columns},
                 methods_beating_random_deletion=count("deletion_auc", True), methods_beating_random_insertion=count("insertion_auc", False),
                 methods_beating_random_iou05=count("iou@0.5 (default)", True))
@@ -108,7 +109,7 @@ def network_photo_sheet(
     panel_size: float = 1.6,
 ):
     """Fig. 2 / Fig. 9 layout: one row per (network, photo) — or (photo, network) with ``photo_first`` — and one
-    column per method (plus the input image with ``with_input``), maps over the network's own crop.
+    column per method key (titled by its label; plus the input image with ``with_input``), maps over the network's own crop.
 
     Raises:
         ValueError: a photo is not among a network's benchmark samples.
@@ -122,14 +123,14 @@ def network_photo_sheet(
         i = names.index(photo)
         row = f"{photo}\n{net}" if photo_first else f"{net}\n{photo}"
         backgrounds[row] = specs[net].to_display(results[net].samples[i].tensor)
-        cells.update({(row, method): results[net].maps[method][i] for method in methods})
+        cells.update({(row, method_label(method)): results[net].maps[method_label(method)][i] for method in methods})
         if with_input:
             cells[(row, "input")] = backgrounds[row]
-    columns = (["input"] if with_input else []) + list(methods)
+    columns = (["input"] if with_input else []) + [method_label(method) for method in methods]
     return viz.comparison_sheet(cells, list(backgrounds), columns, backgrounds=backgrounds, panel_size=panel_size)
 
 
 def class_maps(spec: ModelSpec, sample: PreparedSample, classes: Sequence[int], methods: Sequence[str], config: FameConfig) -> dict[str, torch.Tensor]:
-    """Each method's map ``(len(classes), H, W)`` of the same image for each class (Finer-CAM panel)."""
+    """Each method's map ``(len(classes), H, W)`` of the same image for each class (Finer-CAM panel), keyed by label."""
     images = sample.tensor[None].expand(len(classes), -1, -1, -1).contiguous().to(spec.device)
-    return {method: classifier_maps(method, spec.module, spec.target_layer, images, list(classes), config).cpu() for method in methods}
+    return {method_label(method): classifier_maps(method, spec.module, spec.target_layer, images, list(classes), config).cpu() for method in methods}
