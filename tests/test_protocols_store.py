@@ -1,5 +1,5 @@
 """Protocol runs, the parts without networks: ranks from the torchrun environment, shards, threads, chunks, the
-checksummed atomic store, the run lock and the plan."""
+checksummed atomic store, the run lock, the plan, finding runs, and the report's reduction checked by hand."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from fame_utils.protocols.errors import StoreMismatchError
 from fame_utils.protocols.lock import RunLock, RunLockedError
 from fame_utils.protocols.lookup import FoundRuns, find_runs, production_hint
 from fame_utils.protocols.manifest import PLAN_NAME, merge_plan, record_run
+from fame_utils.protocols.report import report
 from fame_utils.protocols.runner import chunks_of
 from fame_utils.protocols.store import CHECKSUM_KEY, CorruptItemError, ItemStore, load_arrays, method_slug, save_arrays, write_atomic
 
@@ -279,3 +280,47 @@ def test_production_hint_is_a_runnable_command_into_the_searched_folder(tmp_path
     assert command[:4] == ["torchrun", "--standalone", "--nproc_per_node=8", "-m"]
     assert command[command.index("--protocol") + 1] == "imagenet_loc" and command[command.index("--network") + 1] == "resnet50"
     assert command[command.index("--out") + 1] == str(tmp_path / "imagenet_loc_resnet50") and "--data-root" in command
+
+
+# ---------------------------------------------------------------- the report's reduction, by hand
+
+
+def _stored_run(folder, task: str, methods: list[str], settings: dict, items: dict[str, dict]) -> None:
+    merge_plan(folder, _plan(task=task, methods=methods, settings={**settings, "seed": 0}, items=list(items)))
+    store = ItemStore(folder)
+    for method in methods:
+        for item_id, arrays in items.items():
+            store.save(method, item_id, arrays)
+
+
+def test_table1_reduces_stored_items_as_computed_by_hand(tmp_path):
+    items = {
+        "00000-a": {"iou": np.array([[0.2], [0.4]]), "clean": np.float32(3), "deletion": np.float32([3, 1, 0]), "insertion": np.float32([0, 2, 3])},
+        "00001-b": {"iou": np.array([[0.6], [np.nan]]), "clean": np.float32(1), "deletion": np.float32([1, 1, 1]), "insertion": np.float32([1, 1, 1])},
+    }
+    _stored_run(tmp_path, "classification", ["FAME-paper-faithful"], {"percents": [0, 50, 100], "thresholds": [0.5]}, items)
+    long = report([tmp_path]).long.set_index("metric")
+    assert set(long["method"]) == {"FAME (paper-faithful)"}  # keys are stored, labels are shown
+    # logit drops: a (0, 2, 3) → area 1.75, b (0, 0, 0) → 0; insertion drops: a (3, 1, 0) → 1.25, b → 0
+    assert long.loc["deletion_auc", "mean"] == pytest.approx(0.875) and long.loc["insertion_auc", "mean"] == pytest.approx(0.625)
+    assert long.loc["iou@0.5 (default)", "mean"] == pytest.approx(40.0) and long.loc["iou@0.5 (default)", "n"] == 2
+    assert long.loc["iou@0.5 (paper-faithful)", "mean"] == pytest.approx(40.0) and long.loc["iou@0.5 (paper-faithful)", "n"] == 1
+
+
+def test_table2_reduces_stored_pairs_as_computed_by_hand(tmp_path):
+    items = {
+        "s-00000": {"label": np.int64(1), "deletion": np.array([0.9, 0.1]), "insertion": np.array([0.1, 0.9])},
+        "s-00001": {"label": np.int64(0), "deletion": np.array([0.2, 0.1]), "insertion": np.array([0.6, 0.2])},
+    }
+    _stored_run(tmp_path, "verification", ["FAME"], {"percents": [0, 100]}, items)
+    save_arrays(ItemStore(tmp_path).context_path("s"), {"item_ids": np.array(list(items)), "threshold": np.float64(0.5)})
+    row = report([tmp_path], n_boot=50).long.iloc[0]
+    # deletion: correct (1, 0) and (1, 1) → accuracy (1, 0.5) → 75; insertion: (0, 1) and (0, 1) → (0, 1) → 50
+    assert (row["split"], row["method"], row["pairs"]) == ("s", "FAME", 2)
+    assert row["deletion"] == pytest.approx(75.0) and row["insertion"] == pytest.approx(50.0)
+    assert row["deletion_low"] <= 75.0 <= row["deletion_high"]
+
+
+def test_report_refuses_a_folder_without_a_run(tmp_path):
+    with pytest.raises(StoreMismatchError, match="holds no protocol run"):
+        report([tmp_path])

@@ -1,6 +1,7 @@
 """Merge a protocol store into Table 1 (classification) or Table 2 (verification) with bootstrap intervals.
 
-Items are read in item-id order, whatever rank wrote them, so one rank or many give the same tables. A missing
+Items are read in item-id order, whatever rank wrote them, so one rank or many give the same tables; methods appear
+under their display labels (``FAME-paper-faithful`` → "FAME (paper-faithful)"). A missing
 or damaged item stops the report (it is never merged); rerunning ``run`` with the same arguments recomputes it.
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fame_utils.baselines import method_label
 from fame_utils.evaluation.classification import BOX_CONVENTIONS, format_table, summarize
 from fame_utils.metrics import RoadCurves, VerificationCurves, bootstrap_auc_interval
 from fame_utils.protocols.errors import IncompleteStoreError, StoreMismatchError
@@ -95,7 +97,7 @@ def _classification_records(folder: Path, plan: dict[str, Any], store: ItemStore
             scores = items[item_id]["iou"]
             columns = {f"iou@{tau:g} ({convention})": 100.0 * float(scores[c, t])
                        for c, convention in enumerate(BOX_CONVENTIONS) for t, tau in enumerate(thresholds)}
-            rows.append({"network": plan["network"], "sample": item_id, "method": method, **columns,
+            rows.append({"network": plan["network"], "sample": item_id, "method": method_label(method), **columns,
                          "deletion_auc": float(deletion[row]), "insertion_auc": float(insertion[row])})
     return pd.DataFrame(rows)
 
@@ -115,10 +117,10 @@ def _verification_rows(folder: Path, plan: dict[str, Any], store: ItemStore, n_b
                                         np.array([int(it["label"]) for it in items]), threshold)
             low_d, high_d = bootstrap_auc_interval(curves, "deletion", n_boot=n_boot, level=level, seed=seed)
             low_i, high_i = bootstrap_auc_interval(curves, "insertion", n_boot=n_boot, level=level, seed=seed)
-            rows.append({"split": split, "network": plan["network"], "method": method, "pairs": len(ids), "threshold": threshold,
+            rows.append({"split": split, "network": plan["network"], "method": method_label(method), "pairs": len(ids), "threshold": threshold,
                          "deletion": curves.deletion_auc, "deletion_low": low_d, "deletion_high": high_d,
                          "insertion": curves.insertion_auc, "insertion_low": low_i, "insertion_high": high_i})
-            records += [{"split": split, "network": plan["network"], "method": method, "pair": i, "label": int(it["label"]),
+            records += [{"split": split, "network": plan["network"], "method": method_label(method), "pair": i, "label": int(it["label"]),
                          **{f"deletion@{p:g}": s for p, s in zip(percents, it["deletion"])},
                          **{f"insertion@{p:g}": s for p, s in zip(percents, it["insertion"])}} for i, it in zip(ids, items)]
     return rows, pd.DataFrame(records)

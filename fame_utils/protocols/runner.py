@@ -273,10 +273,7 @@ def _compute(task: Task, store: ItemStore, chunks: list[list[Any]], todo: list[t
         first = chunks[index][0]
         draw_seed = chunk_seed(seed, first.item_id)
         torch.manual_seed(draw_seed)
-        if isinstance(task, VerificationTask):
-            records = task.compute(method, prepared, draw_seed, float(contexts[first.split]["threshold"]))
-        else:
-            records = task.compute(method, prepared, draw_seed)
+        records = task.compute(method, prepared, draw_seed, contexts.get(first.split))
         for item, record in zip(chunks[index], records):
             if item.item_id in missing:
                 store.save(method, item.item_id, record)

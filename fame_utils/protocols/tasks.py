@@ -107,9 +107,9 @@ class ClassificationTask:
         return {"items": list(items), "tensors": torch.stack([p.tensor for p in prepared]).to(self.spec.device),
                 "pixels": torch.stack([p.pixels for p in prepared]).to(self.spec.device), "boxes": [p.boxes for p in prepared]}
 
-    def compute(self, method: str, chunk: dict[str, Any], seed: int) -> list[dict[str, np.ndarray]]:
+    def compute(self, method: str, chunk: dict[str, Any], seed: int, context: dict[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
         """One stored record per item of the chunk: ``map`` (float16), ``iou`` (conventions × τ, NaN without a box),
-        ``clean``, ``deletion``, ``insertion`` (ground-truth logits)."""
+        ``clean``, ``deletion``, ``insertion`` (ground-truth logits). Classification needs no split context."""
         items = chunk["items"]
         classes = [item.target for item in items]
         generator = torch.Generator().manual_seed(seed)
@@ -178,9 +178,16 @@ class VerificationTask:
         return {"item_ids": np.array([item.item_id for item in items]), "scores": score, "labels": label,
                 "threshold": np.float64(threshold), "eer": np.float64(eer)}
 
-    def compute(self, method: str, chunk: dict[str, Any], seed: int, threshold: float) -> list[dict[str, np.ndarray]]:
+    def compute(self, method: str, chunk: dict[str, Any], seed: int, context: dict[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
         """One stored record per pair: ``similar`` (and ``dissimilar``) float16 maps of the probe, ``label``,
-        ``deletion`` and ``insertion`` cosine scores per P."""
+        ``deletion`` and ``insertion`` cosine scores per P, at the split's threshold θ (from :meth:`context`).
+
+        Raises:
+            ValueError: no split context was given.
+        """
+        if context is None:
+            raise ValueError("verification items need their split's context (clean scores and EER threshold).")
+        threshold = float(context["threshold"])
         gallery, probes = chunk["gallery"], chunk["probes"]
         if method in _REFERENCE_MAPS:
             maps = {"similar": _REFERENCE_MAPS[method](probes, seed), "dissimilar": None}
