@@ -8,6 +8,8 @@ One process::
 Several (each rank takes every N-th chunk of items)::
 
     torchrun --nproc_per_node=2 -m fame_utils.protocols run --protocol shipped_objects --network efficientnet_lite0 --out runs/objects
+
+Only parses the command line, turns user errors into one line and SIGTERM/SIGINT into a clean exit.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The errors a protocol run or report raises for problems the user can fix (each message says what to do)."""
+"""The errors a protocol run or report raises for problems the user can fix (each message says what to do).
+
+Plain exception classes; they know nothing of where they are raised.
+"""
 
 from __future__ import annotations
 

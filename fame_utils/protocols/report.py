@@ -3,6 +3,7 @@
 Items are read in item-id order, whatever rank wrote them, so one rank or many give the same tables; methods appear
 under their display labels (``FAME-paper-faithful`` → "FAME (paper-faithful)"). A missing
 or damaged item stops the report (it is never merged); rerunning ``run`` with the same arguments recomputes it.
+Knows nothing about ranks or how the items were computed.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 Items are cut into chunks of ``batch_size`` (never across splits); chunk ``c`` belongs to rank ``c mod world``.
 Every rank skips the items already stored intact, recomputes damaged ones, and writes each new item atomically,
 so a killed run resumes where it stopped. Rank 0 holds the folder lock, the split contexts and the manifest.
+Knows nothing about how a method computes its maps or how tables are reduced.
 """
 
 from __future__ import annotations
