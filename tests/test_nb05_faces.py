@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -34,20 +36,53 @@ def _explanations() -> FacePairExplanations:
     scores = np.linspace(1, 0, 11)[:, None] * np.array([[0.9, 0.3]])
     curves = {name: VerificationCurves(percents, scores * (k + 1) / 2, scores, np.array([1, 0]), 0.4) for k, name in enumerate(maps)}
     rgb = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32)
-    return FacePairExplanations("tiny", rgb, rgb[::-1].copy(), np.array([1, 0]), maps, curves)
+    return FacePairExplanations("tiny", np.array([4, 7]), [("Ann", "Ann"), ("Ann", "Bob")], rgb, rgb[::-1].copy(), np.array([1, 0]), maps, curves)
 
 
-def test_widget_output_changes_with_pair_and_method():
+def test_pair_figure_changes_with_pair_and_method():
     explanations = _explanations()
-    base = _pixels(pair_method_figure(explanations, 0, "FAME"))
-    other_pair = _pixels(pair_method_figure(explanations, 1, "FAME"))
-    other_method = _pixels(pair_method_figure(explanations, 0, "Grad-CAM"))
+    base = _pixels(pair_method_figure(explanations, 4, "FAME"))
+    other_pair = _pixels(pair_method_figure(explanations, 7, "FAME"))
+    other_method = _pixels(pair_method_figure(explanations, 4, "Grad-CAM"))
     assert not np.array_equal(base, other_pair)
     assert not np.array_equal(base, other_method)
     with pytest.raises(ValueError, match="unknown method"):
-        pair_method_figure(explanations, 0, "RISE")
-    with pytest.raises(ValueError, match="pair must be"):
-        pair_method_figure(explanations, 2, "FAME")
+        pair_method_figure(explanations, 4, "RISE")
+    with pytest.raises(ValueError, match=r"pair 0 is not among the explored pairs \[4, 7\] of tiny"):
+        pair_method_figure(explanations, 0, "FAME")
+
+
+def test_pair_figure_shows_both_images_with_identities_and_marks_missing_maps():
+    fig = pair_method_figure(_explanations(), 7, "Grad-CAM")
+    titles = [axis.get_title() for axis in fig.axes]
+    assert titles[:6] == ["gallery: Ann", "gallery e₊", "gallery e₋", "probe: Bob", "probe e₊", "probe e₋"]
+    assert fig.get_suptitle() == "tiny · pair 7 (impostor) · Grad-CAM"
+    missing = [axis for axis in fig.axes if axis.get_title().endswith("e₋")]
+    assert all(not axis.images and axis.texts[0].get_text() == "Grad-CAM\nhas no e₋" for axis in missing)
+    colour_keys = [axis for axis in fig.axes if axis.get_label() == "<colorbar>"]
+    assert len(colour_keys) == 1 and colour_keys[0].get_xlim() == (0.0, 1.0)
+    plt.close(fig)
+
+
+def test_face_explorer_lists_pairs_by_number_and_identity_and_redraws(monkeypatch: pytest.MonkeyPatch):
+    import ipywidgets
+
+    from fame_utils.workbook.widgets import STATIC_WIDGETS_ENV, face_explorer
+
+    monkeypatch.delenv(STATIC_WIDGETS_ENV, raising=False)
+    explanations = _explanations()
+    other = replace(explanations, network="other")
+    explorer = face_explorer({"tiny": explanations, "other": other}, method="Grad-CAM")
+    assert [label for label, _ in explorer.controls["pair"].options] == ["pair 4 · genuine · Ann / Ann", "pair 7 · impostor · Ann / Bob"]
+    assert explorer.values() == {"network": "tiny", "pair": 4, "method": "Grad-CAM"}
+    explorer.controls["pair"].value = 7
+    explorer.controls["network"].value = "other"
+    assert explorer.figure.get_suptitle() == "other · pair 7 (impostor) · Grad-CAM"
+    with pytest.raises(ValueError, match="starting method 'RISE' is not one of"):
+        face_explorer({"tiny": explanations}, method="RISE")
+    with pytest.raises(ValueError, match=r"networks \['moved'\] were explored on other pairs"):
+        face_explorer({"tiny": explanations, "moved": replace(explanations, network="moved", pairs=np.array([4, 8]))})
+    assert isinstance(explorer.controls["method"], ipywidgets.Dropdown)
 
 
 def test_face_sheet_leaves_missing_dissimilar_panels_blank():
@@ -93,6 +128,10 @@ def test_sheet_rows_and_pair_explanations_pick_each_pairs_maps() -> None:
         sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [0], "probe", ["A"])
     curves = {"A": SimpleNamespace(subset=lambda positions: positions)}
     gallery_side = {"A": {"gallery": {"similar": maps[:2], "dissimilar": maps[:2]}}}
-    explorer = pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"])
+    names = [("g0", "p0"), ("g1", "p1"), ("g2", "p2"), ("g3", "p3"), ("g4", "p4")]
+    explorer = pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"], names)
     assert explorer.gallery_rgb.shape == (2, 4, 4, 3) and explorer.labels.tolist() == [0, 1]
+    assert explorer.pairs.tolist() == [3, 4] and explorer.identities == [("g3", "p3"), ("g4", "p4")]
+    with pytest.raises(ValueError, match="identities has 4 entries for a pair set of 5 pairs"):
+        pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"], names[:4])
     assert torch.equal(explorer.maps["A"]["probe"]["similar"], maps[[1, 2]]) and explorer.curves["A"] == [1, 2]

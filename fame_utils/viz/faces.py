@@ -17,7 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from fame_utils.metrics.verification import VerificationCurves
-from fame_utils.viz.maps import blank_axis, overlay
+from fame_utils.viz.maps import blank_axis, map_colorbar, overlay
 
 __all__ = ["POLARITIES", "SheetRow", "FacePairExplanations", "face_sheet", "score_histogram", "pair_method_figure"]
 
@@ -80,10 +80,12 @@ def score_histogram(scores: pd.DataFrame, thresholds: Mapping[str, float]) -> Fi
 
 @dataclass(frozen=True)
 class FacePairExplanations:
-    """Everything the pair widget shows for one network.
+    """Everything the pair explorer shows for one network.
 
     Attributes:
         network: network name for titles.
+        pairs: ``(N,)`` pair numbers in the network's pair set (the numbers the sheets show).
+        identities: per pair, the (gallery, probe) identity names.
         gallery_rgb, probe_rgb: display crops ``(N, H, W, 3)`` in [0, 1].
         labels: ``(N,)`` 1 genuine / 0 impostor.
         maps: ``maps[method][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``, side
@@ -93,41 +95,72 @@ class FacePairExplanations:
     """
 
     network: str
+    pairs: np.ndarray
+    identities: Sequence[tuple[str, str]]
     gallery_rgb: np.ndarray
     probe_rgb: np.ndarray
     labels: np.ndarray
     maps: Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
     curves: Mapping[str, VerificationCurves]
 
+    def position(self, pair: int) -> int:
+        """Row of pair number ``pair`` in the arrays.
+
+        Raises:
+            ValueError: the pair is not among :attr:`pairs`.
+        """
+        found = np.flatnonzero(np.asarray(self.pairs) == pair)
+        if found.size == 0:
+            raise ValueError(f"pair {pair} is not among the explored pairs {np.asarray(self.pairs).tolist()} of {self.network}.")
+        return int(found[0])
+
+
+def _missing_map(axis: plt.Axes, method: str, symbol: str, shape: Sequence[int]) -> None:
+    axis.set_box_aspect(shape[0] / shape[1])
+    axis.set_facecolor("0.92")
+    axis.text(0.5, 0.5, f"{method}\nhas no {symbol}", ha="center", va="center", fontsize=8, color="0.35", transform=axis.transAxes)
+
 
 def pair_method_figure(explanations: FacePairExplanations, pair: int, method: str) -> Figure:
-    """Widget callback: gallery/probe × e₊/e₋ of ``method`` for pair ``pair``, and s(P) under probe deletion.
+    """Explorer figure: both images of pair number ``pair`` with their identities, e₊ and e₋ of ``method`` on each,
+    and the similarity as the probe is deleted along its e₊ map (dashed: θ).
 
     Raises:
-        ValueError: unknown method or pair index out of range.
+        ValueError: unknown method, or a pair that was not explored.
     """
     if method not in explanations.maps:
         raise ValueError(f"unknown method {method!r}; choose one of {list(explanations.maps)}.")
-    if not 0 <= pair < len(explanations.labels):
-        raise ValueError(f"pair must be in [0, {len(explanations.labels) - 1}], got {pair}.")
-    fig, axes = plt.subplots(1, 5, figsize=(13, 2.9), gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.6]})
-    panels = [(side, key, symbol) for side in ("gallery", "probe") for key, symbol in POLARITIES]
-    for axis, (side, key, symbol) in zip(axes[:4], panels):
-        rgb = (explanations.gallery_rgb if side == "gallery" else explanations.probe_rgb)[pair]
-        side_maps = explanations.maps[method].get(side)
-        heat = None if side_maps is None or side_maps.get(key) is None else side_maps[key][pair]
-        axis.imshow(rgb if heat is None else overlay(rgb, heat))
-        axis.set_title(f"{side} {symbol}" + ("" if heat is not None else " (none)"), fontsize=8)
-        blank_axis(axis)
+    index = explanations.position(pair)
+    fig = plt.figure(figsize=(10.5, 5.2), layout="constrained")
+    grid = fig.add_gridspec(2, 4, width_ratios=[1, 1, 1, 1.5])
+    map_axes = []
+    for row, (side, rgb, identity) in enumerate((("gallery", explanations.gallery_rgb[index], explanations.identities[index][0]),
+                                                 ("probe", explanations.probe_rgb[index], explanations.identities[index][1]))):
+        picture = fig.add_subplot(grid[row, 0])
+        picture.imshow(rgb)
+        picture.set_title(f"{side}: {identity}", fontsize=9)
+        blank_axis(picture)
+        side_maps = explanations.maps[method].get(side) or {}
+        for column, (key, symbol) in enumerate(POLARITIES, start=1):
+            axis = fig.add_subplot(grid[row, column])
+            heat = side_maps.get(key)
+            if heat is None:
+                _missing_map(axis, method, symbol, rgb.shape)
+            else:
+                axis.imshow(overlay(rgb, heat[index]))
+                map_axes.append(axis)
+            axis.set_title(f"{side} {symbol}", fontsize=9)
+            blank_axis(axis)
+    if map_axes:
+        map_colorbar(fig, map_axes, location="bottom", shrink=0.6, aspect=30)
     curve = explanations.curves[method]
-    axes[4].plot(curve.percents, curve.deletion_scores[:, pair], marker="o", markersize=3, label="similarity")
-    axes[4].axhline(curve.threshold, color="grey", linestyle="--", linewidth=1, label=f"θ = {curve.threshold:.3f}")
-    axes[4].set_xlabel("removed probe pixels P (%)")
-    axes[4].set_ylabel("cosine similarity")
-    axes[4].legend(fontsize=7)
-    kind = "genuine" if explanations.labels[pair] else "impostor"
+    similarity = fig.add_subplot(grid[:, 3])
+    similarity.plot(curve.percents, curve.deletion_scores[:, index], marker="o", markersize=3, label="similarity")
+    similarity.axhline(curve.threshold, color="grey", linestyle="--", linewidth=1, label=f"θ = {curve.threshold:.3f}")
+    similarity.set_xlabel("removed probe pixels P (%)")
+    similarity.set_ylabel("cosine similarity")
+    similarity.set_title("probe deleted along its e₊", fontsize=9)
+    similarity.legend(fontsize=7, loc="best")
+    kind = "genuine" if explanations.labels[index] else "impostor"
     fig.suptitle(f"{explanations.network} · pair {pair} ({kind}) · {method}", fontsize=10)
-    fig.tight_layout()
     return fig
-
-

@@ -14,12 +14,16 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 from fame_utils.locality.cells import cell_bounds
 
-__all__ = ["ImageLike", "to_rgb", "to_map", "heatmap", "overlay", "draw_box", "draw_cell", "blank_axis"]
+__all__ = ["ImageLike", "to_rgb", "to_map", "heatmap", "overlay", "draw_box", "draw_cell", "blank_axis", "map_colorbar"]
 
 ImageLike = Any  # PIL image, (H, W, 3) / (H, W) array, or (3, H, W) / (H, W, 3) / (H, W) tensor
 
@@ -115,3 +119,15 @@ def blank_axis(ax: Axes) -> None:
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
+
+
+def map_colorbar(fig: Figure, axes: Axes | Sequence[Axes], label: str = "map value", cmap: str = "jet", **kwargs: Any) -> Colorbar:
+    """Colour key of the heatmaps on ``axes``: 0 (least attribution) to 1 (most), the range of every normalised map.
+
+    Extra keyword arguments go to ``Figure.colorbar`` (e.g. ``location``, ``shrink``, ``fraction``).
+    """
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=axes, **kwargs)
+    bar.set_label(label, fontsize=8)
+    bar.set_ticks([0.0, 0.5, 1.0])
+    bar.ax.tick_params(labelsize=7)
+    return bar

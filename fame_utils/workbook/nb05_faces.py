@@ -11,11 +11,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from fame_utils.data import face_pairs
 from fame_utils.evaluation.verification import FacePairSet
 from fame_utils.metrics.verification import VerificationCurves
 from fame_utils.viz.faces import FacePairExplanations, SheetRow
 
-__all__ = ["Explained", "sheet_rows", "pair_explanations"]
+__all__ = ["Explained", "sheet_rows", "pair_identities", "pair_explanations"]
 
 Explained = Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
 
@@ -62,6 +63,11 @@ def sheet_rows(
     return rows
 
 
+def pair_identities() -> list[tuple[str, str]]:
+    """(gallery, probe) identity names of every shipped pair, in pair-set order (:func:`fame_utils.data.face_pairs`)."""
+    return [(pair.gallery_identity, pair.probe_identity) for pair in face_pairs()]
+
+
 def pair_explanations(
     pair_set: FacePairSet,
     probe_side: Explained,
@@ -70,13 +76,22 @@ def pair_explanations(
     showcase: np.ndarray,
     curves: Mapping[str, VerificationCurves],
     methods: Sequence[str],
+    identities: Sequence[tuple[str, str]],
 ) -> FacePairExplanations:
-    """The widget's data for the ``showcase`` pairs: probe-side maps and curves (computed for ``evaluated``) and
-    gallery-side maps (computed for ``showcase``)."""
+    """The explorer's data for the ``showcase`` pairs: probe-side maps and curves (computed for ``evaluated``),
+    gallery-side maps (computed for ``showcase``) and the pairs' identities (``identities[pair]``, every pair of the set).
+
+    Raises:
+        ValueError: a showcase pair was not evaluated, or ``identities`` does not cover the pair set.
+    """
+    if len(identities) != len(pair_set.labels):
+        raise ValueError(f"identities has {len(identities)} entries for a pair set of {len(pair_set.labels)} pairs.")
     positions = [_position(evaluated, pair) for pair in showcase]
     size = pair_set.gallery.shape[-2:]
     return FacePairExplanations(
         network=pair_set.network,
+        pairs=np.asarray(showcase),
+        identities=[tuple(identities[pair]) for pair in showcase],
         gallery_rgb=pair_set.spec.to_display(pair_set.gallery[showcase]).reshape(len(showcase), *size, 3),
         probe_rgb=pair_set.spec.to_display(pair_set.probes[showcase]).reshape(len(showcase), *size, 3),
         labels=pair_set.labels[showcase],

@@ -211,21 +211,19 @@ def wait_for_picture(widget, previous: str | None, seconds: float) -> str | None
 
 
 def move_a_control(widget) -> str:
-    """Press ArrowRight on the widget's last slider, or choose the next option of its first dropdown."""
+    """Press ArrowRight on the widget's last slider, or else choose the next option of its first dropdown that has several."""
     handles = widget.locator(".noUi-handle")
     if handles.count():
         handle = handles.last
         handle.focus()
         handle.press("ArrowRight")
         return "slider → ArrowRight"
-    dropdowns = widget.locator("select")
-    if dropdowns.count():
-        dropdown = dropdowns.first
+    for dropdown in widget.locator("select").all():
         options = dropdown.locator("option").all_inner_texts()
-        current = dropdown.evaluate("node => node.selectedIndex")
         if len(options) > 1:
-            dropdown.select_option(index=(current + 1) % len(options))
-            return f"dropdown → {options[(current + 1) % len(options)]}"
+            choice = (dropdown.evaluate("node => node.selectedIndex") + 1) % len(options)
+            dropdown.select_option(index=choice)
+            return f"dropdown → {options[choice]}"
     raise AssertionError("widget has neither a slider nor a dropdown with two options to move")
 
 
