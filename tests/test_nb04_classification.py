@@ -73,7 +73,8 @@ def test_benchmark_networks_sheets_and_class_maps_on_a_tiny_classifier() -> None
     summary = report.combined_summary(results)
     assert set(summary["method"]) == {"Grad-CAM", "Random", "Centre Gaussian"} and set(summary["n"]) <= {2}
     fig = report.network_photo_sheet(results, specs, ["p1", "p0"], ["Grad-CAM"], photo_first=True, with_input=True)
-    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["p1\ntiny", "p0\ntiny"]
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]  # the sheet's panels, without its colour key
+    assert [ax.get_ylabel() for ax in panels[::2]] == ["p1\ntiny", "p0\ntiny"]
     plt.close(fig)
     with pytest.raises(ValueError, match="'p9' was not benchmarked on tiny"):
         report.network_photo_sheet(results, specs, ["p9"], ["Grad-CAM"])

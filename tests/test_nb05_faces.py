@@ -85,22 +85,62 @@ def test_face_explorer_lists_pairs_by_number_and_identity_and_redraws(monkeypatc
     assert isinstance(explorer.controls["method"], ipywidgets.Dropdown)
 
 
-def test_face_sheet_leaves_missing_dissimilar_panels_blank():
+def _sheet_rows() -> list[SheetRow]:
     explanations = _explanations()
-    rows = [SheetRow(f"row {i}", explanations.probe_rgb[i], {m: {k: v[i] if v is not None else None for k, v in explanations.maps[m]["probe"].items()} for m in explanations.maps}) for i in range(2)]
-    fig = face_sheet(rows, ["Grad-CAM", "FAME"])
-    axes = np.asarray(fig.axes).reshape(2, 5)
-    images_per_panel = [[len(axis.images) for axis in row] for row in axes]
-    assert images_per_panel == [[1, 1, 0, 1, 1]] * 2  # input, Grad-CAM e₊, (blank e₋), FAME e₊, FAME e₋
+    return [SheetRow(f"row {i}", explanations.gallery_rgb[i], explanations.probe_rgb[i], explanations.identities[i], "probe",
+                     {m: {k: None if v is None else v[i] for k, v in explanations.maps[m]["probe"].items()} for m in explanations.maps})
+            for i in range(2)]
+
+
+def test_face_sheet_shows_both_crops_with_identities_and_drops_e_minus_columns_a_method_lacks():
+    fig = face_sheet(_sheet_rows(), ["Grad-CAM", "FAME"])
+    panels = [axis for axis in fig.axes if axis.get_label() != "<colorbar>"]
+    grid = np.asarray(panels).reshape(2, 5)  # gallery, probe, Grad-CAM e₊, FAME e₊, FAME e₋
+    assert [[len(axis.images) for axis in row] for row in grid] == [[1, 1, 1, 1, 1]] * 2
+    assert [axis.get_title() for axis in grid[0]] == ["gallery\nAnn", "probe (explained)\nAnn", "Grad-CAM\ne₊ (no e₋)", "FAME\ne₊", "FAME\ne₋"]
+    assert [axis.get_title() for axis in grid[1, :2]] == ["Ann", "Bob"]
+    np.testing.assert_allclose(grid[1, 0].images[0].get_array(), _explanations().gallery_rgb[1])
+    assert grid[1, 0].get_ylabel() == "row 1"
+    assert len([axis for axis in fig.axes if axis.get_label() == "<colorbar>"]) == 1
     plt.close(fig)
 
 
-def test_deletion_insertion_figure_puts_the_auc_in_the_legend():
+def test_face_sheet_marks_a_missing_map_in_a_column_other_rows_fill():
+    rows = _sheet_rows()
+    rows[1] = SheetRow(rows[1].label, rows[1].gallery, rows[1].probe, rows[1].identities, "probe", {"FAME": {"similar": rows[1].maps["FAME"]["similar"], "dissimilar": None}})
+    fig = face_sheet(rows, ["FAME"])
+    missing = [axis for axis in fig.axes if axis.texts]
+    assert len(missing) == 1 and missing[0].texts[0].get_text() == "n/a" and not missing[0].images
+    with pytest.raises(ValueError, match="side must be 'probe' or 'gallery'"):
+        SheetRow("x", rows[0].gallery, rows[0].probe, ("a", "b"), "both", {})
+    plt.close(fig)
+
+
+def test_showcase_pairs_show_as_many_people_as_the_pairs_allow():
+    from fame_utils.workbook.nb05_faces import showcase_pairs
+
+    names = [("A", "A"), ("A", "B"), ("A", "C"), ("B", "B"), ("C", "D"), ("B", "D"), ("C", "C")]
+    labels = [1, 0, 0, 1, 0, 0, 1]
+    # genuine: A (0), then B (3) before C (6) by pair order; impostors: C–D (4) shares nobody with {A, B}; then every
+    # remaining impostor pair shares both its people with {A, B, C, D}, so the first (1) wins
+    assert showcase_pairs(labels, names, 2).tolist() == [0, 3, 4, 1]
+    assert showcase_pairs(labels, names, 1, among=[1, 3, 5]).tolist() == [3, 1]
+    assert showcase_pairs(labels, names, 0).tolist() == []
+    with pytest.raises(ValueError, match="identities has 2 entries for 7 labels"):
+        showcase_pairs(labels, names[:2], 1)
+
+
+def test_deletion_insertion_figure_puts_the_auc_in_legends_that_cover_no_curve():
     explanations = _explanations()
-    fig = deletion_insertion_figure(explanations.curves, clean_accuracy=1.0)
+    fig = deletion_insertion_figure(explanations.curves, clean_accuracy=1.0, title="tiny")
     labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
     expected = f"FAME ({explanations.curves['FAME'].deletion_auc:.1f})"
     assert expected in labels and "clean (100.0)" in labels
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    areas = [axis.get_window_extent(renderer) for axis in fig.axes]
+    legends = [axis.get_legend().get_window_extent(renderer) for axis in fig.axes]
+    assert not any(legend.overlaps(area) for legend in legends for area in areas)
     plt.close(fig)
 
 
@@ -121,14 +161,18 @@ def test_sheet_rows_and_pair_explanations_pick_each_pairs_maps() -> None:
     spec = SimpleNamespace(to_display=lambda t: t.movedim(-3, -1).numpy())
     images = torch.rand(5, 3, 4, 4)
     pair_set = SimpleNamespace(network="net", spec=spec, probes=images, gallery=images, labels=np.array([1, 0, 1, 0, 1]))
-    rows = sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [4, 1], "probe", ["A"])
-    assert [row.label for row in rows] == ["net\npair 4 genuine\n(probe)", "net\npair 1 impostor\n(probe)"]
+    names = [("g0", "p0"), ("g1", "p1"), ("g2", "p2"), ("g3", "p3"), ("g4", "p4")]
+    rows = sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [4, 1], "probe", ["A"], names)
+    assert [row.label for row in rows] == ["net\npair 4 genuine", "net\npair 1 impostor"]
+    assert [row.identities for row in rows] == [("g4", "p4"), ("g1", "p1")] and rows[0].side == "probe"
+    np.testing.assert_array_equal(rows[1].gallery, images[1].movedim(0, -1).numpy())
     assert torch.equal(rows[0].maps["A"]["similar"], maps[2]) and rows[0].maps["A"]["dissimilar"] is None
     with pytest.raises(ValueError, match="pair 0 was not explained"):
-        sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [0], "probe", ["A"])
+        sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [0], "probe", ["A"], names)
+    with pytest.raises(ValueError, match="identities has 3 entries"):
+        sheet_rows({"net": pair_set}, {"net": explained}, np.array([1, 3, 4]), [1], "probe", ["A"], names[:3])
     curves = {"A": SimpleNamespace(subset=lambda positions: positions)}
     gallery_side = {"A": {"gallery": {"similar": maps[:2], "dissimilar": maps[:2]}}}
-    names = [("g0", "p0"), ("g1", "p1"), ("g2", "p2"), ("g3", "p3"), ("g4", "p4")]
     explorer = pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"], names)
     assert explorer.gallery_rgb.shape == (2, 4, 4, 3) and explorer.labels.tolist() == [0, 1]
     assert explorer.pairs.tolist() == [3, 4] and explorer.identities == [("g3", "p3"), ("g4", "p4")]

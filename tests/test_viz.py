@@ -1,4 +1,4 @@
-"""Plot helpers: overlay arithmetic, CAM-cell borders, blank panels in sheets."""
+"""Plot helpers: overlay arithmetic, CAM-cell borders, blank panels and colour keys in sheets, legends off the curves."""
 
 from __future__ import annotations
 
@@ -12,13 +12,23 @@ import pytest
 import torch
 from PIL import Image
 
-from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, show_maps, sweep_sheet, to_rgb
+from fame_utils.metrics.classification import RoadCurves
+from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, plot_road_curves, show_maps, sweep_sheet, to_rgb
 
 
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
     plt.close("all")
+
+
+def panels(fig) -> list:
+    """The figure's panels, without its colour key."""
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def colour_keys(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
 
 
 def test_to_rgb_accepts_pil_arrays_and_tensors() -> None:
@@ -65,8 +75,8 @@ def test_contact_sheet_leaves_missing_and_none_panels_blank() -> None:
     maps = [torch.rand(8, 8), None, torch.rand(8, 8), torch.rand(8, 8), torch.rand(8, 8)]
     fig = contact_sheet(maps, rows=2, cols=3, titles=["a", None, "c", "d", "e"], row_labels=["row 0", "row 1"],
                         background=np.full((8, 8, 3), 0.5), cells=[(0, 0), None, (0, 2), (1, 0), (1, 1)], grid=(2, 3))
-    axes = fig.axes
-    assert len(axes) == 6
+    axes = panels(fig)
+    assert len(axes) == 6 and len(colour_keys(fig)) == 1
     drawn = [len(ax.images) for ax in axes]
     assert drawn == [1, 0, 1, 1, 1, 0]
     assert [len(ax.patches) for ax in axes] == [1, 0, 1, 1, 1, 0]
@@ -80,14 +90,14 @@ def test_contact_sheet_leaves_missing_and_none_panels_blank() -> None:
 
 def test_contact_sheet_cells_differ_per_panel() -> None:
     fig = contact_sheet([np.zeros((14, 14))] * 4, rows=2, cols=2, cells=[(0, 0), (0, 1), (1, 0), (1, 1)], grid=2)
-    corners = [ax.patches[0].get_xy() for ax in fig.axes]
+    corners = [ax.patches[0].get_xy() for ax in panels(fig)]
     assert corners == [(-0.5, -0.5), (6.5, -0.5), (-0.5, 6.5), (6.5, 6.5)]
 
 
 def test_comparison_sheet_blank_cell_for_missing_map() -> None:
     maps = {("FAME", "lite0"): np.random.default_rng(1).random((8, 8)), ("Grad-CAM", "lite1"): np.zeros((8, 8)), ("FAME", "lite1"): None}
     fig = comparison_sheet(maps, ["FAME", "Grad-CAM"], ["lite0", "lite1"], backgrounds={"lite0": np.zeros((8, 8, 3)), "lite1": np.ones((8, 8, 3))})
-    axes = fig.axes
+    axes = panels(fig)
     assert [len(ax.images) for ax in axes] == [1, 0, 0, 1]
     assert axes[1].texts[0].get_text() == "n/a" and axes[2].texts[0].get_text() == "n/a"
     assert axes[0].get_title() == "lite0" and axes[2].get_ylabel() == "Grad-CAM"
@@ -95,13 +105,46 @@ def test_comparison_sheet_blank_cell_for_missing_map() -> None:
 
 def test_show_maps_wraps_rows() -> None:
     fig = show_maps(torch.rand(5, 8, 8), image=np.zeros((8, 8, 3)), cols=2)
-    assert len(fig.axes) == 6 and sum(len(ax.images) for ax in fig.axes) == 5
+    assert len(panels(fig)) == 6 and sum(len(ax.images) for ax in panels(fig)) == 5
 
 
 def test_sweep_sheet_rows_columns_and_gaps() -> None:
     sweeps = {"net a": {1: torch.rand(1, 8, 8), 25: torch.rand(1, 8, 8)}, "net b": {1: torch.rand(8, 8)}}
     fig = sweep_sheet(sweeps, backgrounds={"net a": np.zeros((8, 8, 3)), "net b": np.ones((8, 8, 3))}, label="n={}")
-    axes = fig.axes
+    axes = panels(fig)
     assert [ax.get_title() for ax in axes[:2]] == ["n=1", "n=25"]
     assert [len(ax.images) for ax in axes] == [1, 1, 1, 0]
     assert axes[2].get_ylabel() == "net b"
+
+
+def test_sheets_of_maps_get_one_colour_key_from_0_to_1_and_sheets_of_images_none() -> None:
+    maps = contact_sheet([torch.rand(8, 8), np.random.default_rng(0).random((8, 8, 3))], rows=1, cols=2)
+    (key,) = colour_keys(maps)
+    assert key.get_ylim() == (0.0, 1.0) and [tick.get_text() for tick in key.get_yticklabels()] == ["0.0", "0.5", "1.0"]
+    images = contact_sheet([np.zeros((8, 8, 3)), np.ones((8, 8, 3))], rows=1, cols=2)
+    assert colour_keys(images) == []
+
+
+def _road_result(network: str, methods: list[str]):
+    from types import SimpleNamespace
+
+    generator = torch.Generator().manual_seed(0)
+    percents = tuple(float(p) for p in range(0, 101, 10))
+    curves = {method: RoadCurves(percents, torch.rand(3, generator=generator) + 2, torch.rand(3, 11, generator=generator), torch.rand(3, 11, generator=generator))
+              for method in methods}
+    return SimpleNamespace(network=network, curves=curves)
+
+
+def test_road_legends_sit_outside_every_panel_and_carry_the_auc() -> None:
+    methods = [f"method {k}" for k in range(10)]
+    results = [_road_result("net a", methods), _road_result("net b", methods)]
+    fig = plot_road_curves(results)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    areas = [ax.get_window_extent(renderer) for ax in fig.axes]
+    for ax in fig.axes:
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert not any(legend.overlaps(area) for area in areas), ax.get_title()
+        assert fig.bbox.padded(1).contains(legend.x0, legend.y0)
+    expected = f"method 0 ({float(np.mean(results[1].curves['method 0'].insertion_auc())):.2f})"
+    assert expected in [text.get_text() for text in fig.axes[3].get_legend().get_texts()]

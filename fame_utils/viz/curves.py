@@ -11,6 +11,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fame_utils.metrics.classification import RoadCurves
@@ -19,15 +20,21 @@ from fame_utils.metrics.verification import VerificationCurves
 __all__ = ["plot_road_curves", "deletion_insertion_figure"]
 
 
+def _legend_below(ax: Axes, columns: int = 2) -> None:
+    """The axis' legend under its x label, outside the plotting area, so it never covers a curve."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=columns, fontsize=7, frameon=False, handlelength=1.6, columnspacing=1.0)
+
+
 def plot_road_curves(results: Sequence[Any], methods: Sequence[str] | None = None) -> Figure:
     """ROAD curves: mean logit drop vs P, one line per method; deletion (top) and insertion (bottom) per network.
 
     Args:
         results: per network, an object with ``network`` (its name) and ``curves`` (method → :class:`RoadCurves`),
             e.g. :class:`fame_utils.evaluation.classification.BenchmarkResult`.
-        methods: the methods to draw (default: all of each result). The legend gives each method's mean normalised AUC.
+        methods: the methods to draw (default: all of each result). Each panel's legend, under the panel, gives each
+            method's mean normalised AUC.
     """
-    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6.4), squeeze=False)
+    fig, axes = plt.subplots(2, len(results), figsize=(4.4 * len(results), 9.0), squeeze=False, layout="constrained")
     for column, result in enumerate(results):
         for row, (kind, arrow) in enumerate((("deletion", "↑"), ("insertion", "↓"))):
             ax = axes[row, column]
@@ -39,16 +46,16 @@ def plot_road_curves(results: Sequence[Any], methods: Sequence[str] | None = Non
             ax.set_title(f"{result.network}: {kind} (AUC {arrow})", fontsize=9)
             ax.set_xlabel(f"% of top-ranked pixels {'removed' if kind == 'deletion' else 'shown'}")
             ax.set_ylabel("logit drop z(x) − z(x ⊙ M)")
-            ax.legend(fontsize=6)
-    fig.tight_layout()
+            _legend_below(ax)
     return fig
 
 
 def deletion_insertion_figure(curves: Mapping[str, VerificationCurves], clean_accuracy: float, title: str = "") -> Figure:
-    """Fig. 4: deletion (left) and insertion (right) accuracy (%) vs P, legend "method (AUC)", clean accuracy dashed."""
+    """Fig. 4: deletion (left) and insertion (right) accuracy (%) vs P; under each panel a legend "method (AUC)";
+    clean accuracy dashed."""
     if not curves:
         raise ValueError("deletion_insertion_figure needs at least one method's curves.")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 5.2), sharey=True, layout="constrained")
     for axis, kind, xlabel in ((axes[0], "deletion", "removed pixels P (%)"), (axes[1], "insertion", "kept pixels P (%)")):
         for method, curve in curves.items():
             auc = curve.deletion_auc if kind == "deletion" else curve.insertion_auc
@@ -56,9 +63,8 @@ def deletion_insertion_figure(curves: Mapping[str, VerificationCurves], clean_ac
         axis.axhline(100 * clean_accuracy, color="grey", linestyle="--", linewidth=1, label=f"clean ({100 * clean_accuracy:.1f})")
         axis.set_xlabel(xlabel)
         axis.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", fontsize=9)
-        axis.legend(fontsize=7)
+        _legend_below(axis)
     axes[0].set_ylabel("verification accuracy (%)")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     return fig

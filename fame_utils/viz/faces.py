@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from fame_utils.metrics.verification import VerificationCurves
 from fame_utils.viz.maps import blank_axis, map_colorbar, overlay
 
-__all__ = ["POLARITIES", "SheetRow", "FacePairExplanations", "face_sheet", "score_histogram", "pair_method_figure"]
+__all__ = ["POLARITIES", "SheetRow", "FacePairExplanations", "sheet_columns", "face_sheet", "score_histogram", "pair_method_figure"]
 
 POLARITIES = (("similar", "e₊"), ("dissimilar", "e₋"))
 """Map key and symbol of the two polarities, in column order."""
@@ -27,37 +27,69 @@ POLARITIES = (("similar", "e₊"), ("dissimilar", "e₋"))
 
 @dataclass(frozen=True)
 class SheetRow:
-    """One row of a method sheet: a label, the RGB crop and ``maps[method] = {"similar", "dissimilar"}`` (H, W) or None."""
+    """One row of a method sheet: both crops of a pair, whose maps it shows and the maps.
+
+    Attributes:
+        label: row label (network, pair number, genuine/impostor).
+        gallery, probe: the pair's display crops ``(H, W, 3)`` in [0, 1].
+        identities: (gallery, probe) identity names.
+        side: ``"probe"`` or ``"gallery"``, the crop the maps explain (they are drawn over it).
+        maps: ``maps[method] = {"similar": (H, W), "dissimilar": (H, W) or None}``.
+    """
 
     label: str
-    rgb: np.ndarray
+    gallery: np.ndarray
+    probe: np.ndarray
+    identities: tuple[str, str]
+    side: str
     maps: Mapping[str, Mapping[str, np.ndarray | torch.Tensor | None]]
 
+    def __post_init__(self) -> None:
+        if self.side not in ("probe", "gallery"):
+            raise ValueError(f"side must be 'probe' or 'gallery', got {self.side!r}.")
+
+
+def sheet_columns(rows: Sequence[SheetRow], methods: Sequence[str]) -> list[tuple[str, str, str]]:
+    """The map columns of a sheet as (method, map key, symbol): e₊ for every method, e₋ only for methods with an e₋ map
+    in some row (the Grad-CAMs have none, so their column is dropped instead of left blank)."""
+    return [(method, key, symbol) for method in methods for key, symbol in POLARITIES
+            if key == "similar" or any(row.maps.get(method, {}).get(key) is not None for row in rows)]
 
 
 def face_sheet(rows: Sequence[SheetRow], methods: Sequence[str], title: str = "") -> Figure:
-    """Method sheet: columns input, then e₊ and e₋ per method; blank panels where a method has no map."""
+    """Method sheet (paper Figs. 3, 10–12): per row both crops of the pair with their identities, then e₊ (and e₋ where the
+    method has one) of every method over the explained crop, with a colour key. A method without e₋ says so in its heading.
+
+    Raises:
+        ValueError: no rows or no methods.
+    """
     if not rows or not methods:
         raise ValueError("face_sheet needs at least one row and one method.")
-    columns = 1 + 2 * len(methods)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.35 * columns, 1.5 * len(rows) + 0.6), squeeze=False)
+    columns = sheet_columns(rows, methods)
+    has_dissimilar = {method for method, key, _ in columns if key == "dissimilar"}
+    fig, axes = plt.subplots(len(rows), 2 + len(columns), figsize=(1.3 * (2 + len(columns)) + 0.8, 1.55 * len(rows) + 0.7),
+                             squeeze=False, layout="constrained")
     for r, row in enumerate(rows):
-        axes[r, 0].imshow(row.rgb)
+        for c, (side, rgb, identity) in enumerate((("gallery", row.gallery, row.identities[0]), ("probe", row.probe, row.identities[1]))):
+            axes[r, c].imshow(rgb)
+            marker = " (explained)" if side == row.side else ""
+            axes[r, c].set_title(f"{side}{marker}\n{identity}" if r == 0 else identity, fontsize=7)
         axes[r, 0].set_ylabel(row.label, fontsize=7)
-        for m, method in enumerate(methods):
-            for p, (key, symbol) in enumerate(POLARITIES):
-                axis = axes[r, 1 + 2 * m + p]
-                heat = row.maps.get(method, {}).get(key)
-                if heat is not None:
-                    axis.imshow(overlay(row.rgb, heat))
-                if r == 0:
-                    axis.set_title(f"{method}\n{symbol}", fontsize=7)
+        explained = row.probe if row.side == "probe" else row.gallery
+        for c, (method, key, symbol) in enumerate(columns, start=2):
+            heat = row.maps.get(method, {}).get(key)
+            if heat is None:
+                axes[r, c].text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.5", transform=axes[r, c].transAxes)
+            else:
+                axes[r, c].imshow(overlay(explained, heat))
+            if r == 0:
+                suffix = "" if method in has_dissimilar else " (no e₋)"
+                axes[r, c].set_title(f"{method}\n{symbol}{suffix}", fontsize=7)
         for axis in axes[r]:
             blank_axis(axis)
-    axes[0, 0].set_title("input", fontsize=7)
+    map_colorbar(fig, axes[:, 2:].ravel().tolist(), aspect=12 * len(rows), pad=0.01)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -1,6 +1,7 @@
 """Generic sheets: contact sheets, comparison grids (method × network), sweep sheets and a quick look at maps.
 
-Missing panels are left blank. Knows nothing of methods, benchmarks or notebooks.
+Missing panels are left blank; a sheet that shows maps gets a colour key (0 = least, 1 = most). Knows nothing of
+methods, benchmarks or notebooks.
 """
 
 from __future__ import annotations
@@ -15,22 +16,21 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from PIL import Image
 
-from fame_utils.viz.maps import ImageLike, blank_axis, draw_cell, heatmap, overlay, to_map, to_rgb
+from fame_utils.viz.maps import ImageLike, blank_axis, draw_cell, heatmap, map_colorbar, overlay, to_map, to_rgb
 
 __all__ = ["contact_sheet", "comparison_sheet", "sweep_sheet", "show_maps"]
 
 
-def _panel(ax: Axes, panel: ImageLike | None, background: ImageLike | None, alpha: float, cmap: str) -> bool:
-    """Show one panel; a None panel (or a missing map) leaves the axis blank. Returns whether something was drawn."""
+def _panel(ax: Axes, panel: ImageLike | None, background: ImageLike | None, alpha: float, cmap: str) -> str | None:
+    """Show one panel; a None panel (or a missing map) leaves the axis blank. Returns "map", "image" or None (blank)."""
     blank_axis(ax)
     if panel is None:
-        return False
+        return None
     if _is_map(panel):
-        shown = overlay(background, panel, alpha, cmap) if background is not None else heatmap(panel, cmap)
-    else:
-        shown = to_rgb(panel)
-    ax.imshow(shown, interpolation="nearest")
-    return True
+        ax.imshow(overlay(background, panel, alpha, cmap) if background is not None else heatmap(panel, cmap), interpolation="nearest")
+        return "map"
+    ax.imshow(to_rgb(panel), interpolation="nearest")
+    return "image"
 
 
 def _is_map(panel: ImageLike) -> bool:
@@ -77,16 +77,17 @@ def contact_sheet(
     _check_optional_length(cells, len(panels), "cells")
     if cells is not None and grid is None:
         raise ValueError("cells were given without grid: pass the feature-map size, e.g. grid=7.")
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_size, rows * panel_size), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_size, rows * panel_size), squeeze=False, layout="constrained")
+    kinds = []
     for index, ax in enumerate(axes.flat):
         panel = panels[index] if index < len(panels) else None
-        drawn = _panel(ax, panel, background, alpha, cmap)
-        if drawn and titles is not None and titles[index]:
+        kinds.append(_panel(ax, panel, background, alpha, cmap))
+        if kinds[-1] and titles is not None and titles[index]:
             ax.set_title(titles[index], fontsize=7)
-        if drawn and cells is not None and cells[index] is not None:
+        if kinds[-1] and cells is not None and cells[index] is not None:
             height, width = _panel_size(panel)
             draw_cell(ax, *cells[index], grid, (height, width))
-    return _finish(fig, axes, row_labels, col_labels, title)
+    return _finish(fig, axes, row_labels, col_labels, title, cmap if "map" in kinds else None)
 
 
 def comparison_sheet(
@@ -108,13 +109,15 @@ def comparison_sheet(
         backgrounds: one image for all cells, or ``{row_name or col_name: image}`` (row name wins).
         missing_text: written in blank cells so readers see the gap is deliberate.
     """
-    fig, axes = plt.subplots(len(row_names), len(col_names), figsize=(len(col_names) * panel_size, len(row_names) * panel_size), squeeze=False)
+    fig, axes = plt.subplots(len(row_names), len(col_names), figsize=(len(col_names) * panel_size, len(row_names) * panel_size),
+                             squeeze=False, layout="constrained")
+    kinds = []
     for i, row in enumerate(row_names):
         for j, col in enumerate(col_names):
-            background = _background_for(backgrounds, row, col)
-            if not _panel(axes[i, j], maps.get((row, col)), background, alpha, cmap) and missing_text:
+            kinds.append(_panel(axes[i, j], maps.get((row, col)), _background_for(backgrounds, row, col), alpha, cmap))
+            if kinds[-1] is None and missing_text:
                 axes[i, j].text(0.5, 0.5, missing_text, ha="center", va="center", fontsize=7, color="0.5", transform=axes[i, j].transAxes)
-    return _finish(fig, axes, row_names, col_names, title)
+    return _finish(fig, axes, row_names, col_names, title, cmap if "map" in kinds else None)
 
 
 def sweep_sheet(
@@ -189,10 +192,13 @@ def _label_edges(axes: np.ndarray, row_labels: Sequence[str] | None, col_labels:
             ax.set_title(f"{label}\n{existing}" if existing else label, fontsize=8)
 
 
-def _finish(fig: Figure, axes: np.ndarray, row_labels: Sequence[str] | None, col_labels: Sequence[str] | None, title: str | None) -> Figure:
-    """Label the sheet's edges, add its title and tighten the layout."""
+def _finish(
+    fig: Figure, axes: np.ndarray, row_labels: Sequence[str] | None, col_labels: Sequence[str] | None, title: str | None, key_cmap: str | None
+) -> Figure:
+    """Label the sheet's edges, add its title and, when it shows maps (``key_cmap``), their colour key on the right."""
     _label_edges(axes, row_labels, col_labels)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if key_cmap:
+        map_colorbar(fig, axes.ravel().tolist(), cmap=key_cmap, aspect=12 * axes.shape[0], pad=0.02)
     return fig

@@ -16,7 +16,7 @@ from fame_utils.evaluation.verification import FacePairSet
 from fame_utils.metrics.verification import VerificationCurves
 from fame_utils.viz.faces import FacePairExplanations, SheetRow
 
-__all__ = ["Explained", "sheet_rows", "pair_identities", "pair_explanations"]
+__all__ = ["Explained", "sheet_rows", "showcase_pairs", "pair_identities", "pair_explanations"]
 
 Explained = Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
 
@@ -39,6 +39,7 @@ def sheet_rows(
     pairs: Sequence[int],
     side: str,
     methods: Sequence[str],
+    identities: Sequence[tuple[str, str]],
 ) -> list[SheetRow]:
     """One :class:`SheetRow` per (network, pair) for :func:`face_sheet`.
 
@@ -47,20 +48,68 @@ def sheet_rows(
         explained: per network, :func:`~fame_utils.baselines.verification.explain_pairs` output for ``explained_pairs``.
         explained_pairs: the pair indices that were explained, in explanation order.
         pairs: the pairs to show (indices into the pair set).
-        side: ``"probe"`` or ``"gallery"`` (which image was explained and is shown).
+        side: ``"probe"`` or ``"gallery"`` (which image was explained; the maps are drawn over it).
         methods: methods to take maps of.
+        identities: (gallery, probe) identity names of every pair of the set (:func:`pair_identities`).
 
     Raises:
-        ValueError: a pair was not explained.
+        ValueError: a pair was not explained, or ``identities`` does not cover a pair set.
     """
     rows = []
     for name, pair_set in sets.items():
-        images = pair_set.probes if side == "probe" else pair_set.gallery
+        _check_identities(identities, pair_set)
         for pair in pairs:
             kind = "genuine" if pair_set.labels[pair] else "impostor"
-            rows.append(SheetRow(f"{name}\npair {pair} {kind}\n({side})", pair_set.spec.to_display(images[pair]),
+            rows.append(SheetRow(f"{name}\npair {pair} {kind}", pair_set.spec.to_display(pair_set.gallery[pair]),
+                                 pair_set.spec.to_display(pair_set.probes[pair]), tuple(identities[pair]), side,
                                  _maps_at(explained[name], side, _position(explained_pairs, pair), methods)))
     return rows
+
+
+def showcase_pairs(labels: Sequence[int], identities: Sequence[tuple[str, str]], per_type: int, among: Sequence[int] | None = None) -> np.ndarray:
+    """``per_type`` genuine and ``per_type`` impostor pairs whose identities vary: each pick is the first pair (in pair
+    order) sharing the fewest identities with the pairs picked before it, then repeating the fewest picked pairs of people,
+    so the sheets show as many people as possible.
+
+    Args:
+        labels: 1 genuine / 0 impostor per pair.
+        identities: (gallery, probe) identity names per pair.
+        per_type: pairs of each type (fewer if there are fewer).
+        among: the pairs to choose from (default: all), e.g. the evaluated ones.
+
+    Returns:
+        The chosen pair numbers in the order picked (genuine first): the first genuine and the first impostor pair share
+        as few people as the pairs allow.
+
+    Raises:
+        ValueError: ``identities`` and ``labels`` differ in length, or ``per_type`` is negative.
+    """
+    labels = np.asarray(labels)
+    if len(identities) != len(labels):
+        raise ValueError(f"identities has {len(identities)} entries for {len(labels)} labels.")
+    if per_type < 0:
+        raise ValueError(f"per_type must be at least 0, got {per_type}.")
+    candidates = sorted(int(pair) for pair in (range(len(labels)) if among is None else among))
+    shown: set[str] = set()
+    chosen: list[int] = []
+
+    def repetition(pair: int) -> tuple[int, int]:
+        people = set(identities[pair])
+        return len(people & shown), sum(people == set(identities[other]) for other in chosen)
+
+    for kind in (1, 0):
+        pool = [pair for pair in candidates if labels[pair] == kind]
+        for _ in range(min(per_type, len(pool))):
+            pick = min(pool, key=repetition)
+            pool.remove(pick)
+            chosen.append(pick)
+            shown |= set(identities[pick])
+    return np.asarray(chosen, dtype=int)
+
+
+def _check_identities(identities: Sequence[tuple[str, str]], pair_set: FacePairSet) -> None:
+    if len(identities) != len(pair_set.labels):
+        raise ValueError(f"identities has {len(identities)} entries for a pair set of {len(pair_set.labels)} pairs.")
 
 
 def pair_identities() -> list[tuple[str, str]]:
@@ -84,8 +133,7 @@ def pair_explanations(
     Raises:
         ValueError: a showcase pair was not evaluated, or ``identities`` does not cover the pair set.
     """
-    if len(identities) != len(pair_set.labels):
-        raise ValueError(f"identities has {len(identities)} entries for a pair set of {len(pair_set.labels)} pairs.")
+    _check_identities(identities, pair_set)
     positions = [_position(evaluated, pair) for pair in showcase]
     size = pair_set.gallery.shape[-2:]
     return FacePairExplanations(
