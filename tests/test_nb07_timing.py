@@ -58,3 +58,17 @@ def test_verification_runtime_times_every_method_on_both_sides_of_each_pair() ->
     assert (table["pairs"] == 2).all() and (table["images"] == 4).all() and (table["seconds"] > 0).all()
     with pytest.raises(ValueError, match="equal length"):
         timing.verification_runtime(strided_embedder(), "body", gallery, probes[:1], threshold=0.1)
+
+
+def test_runtime_summary_orders_methods_and_scales_fame_to_the_paper_iterations() -> None:
+    import pandas as pd
+
+    table = pd.DataFrame({"method": ["Grad-CAM", "CorrRISE", "FAME", "FGGB"], "seconds_per_image": [0.1, 30.0, 6.0, 9.0]})
+    lines = timing.runtime_summary(0.095, table, fame_iterations=50)
+    assert lines[0].startswith("One FAME iteration costs 95 ms per image here (5.0× the paper's 19 ms")
+    assert lines[1] == ("Per explained face, fastest first: Grad-CAM 0.1 s (0.017× FAME), FAME 6 s (1× FAME), "
+                        "FGGB 9 s (1.5× FAME), CorrRISE 30 s (5× FAME).")
+    assert lines[2] == "At the paper's T = 500, FAME's row would take ≈ 60 s per image; it would then be the slowest method."
+    assert timing.runtime_summary(0.095, table, fame_iterations=500)[2].endswith("only FGGB, CorrRISE would still be slower.")
+    with pytest.raises(ValueError, match="no FAME row"):
+        timing.runtime_summary(0.1, table[table.method != "FAME"], fame_iterations=50)

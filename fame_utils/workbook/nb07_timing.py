@@ -18,7 +18,7 @@ from torch import nn
 from fame_utils import fame
 from fame_utils.baselines.registry import VERIFICATION_METHODS, explain_pairs
 
-__all__ = ["wall_seconds", "linear_fit", "iteration_runtime", "passes_per_image", "verification_runtime"]
+__all__ = ["wall_seconds", "linear_fit", "iteration_runtime", "passes_per_image", "verification_runtime", "runtime_summary"]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -130,3 +130,39 @@ def verification_runtime(
         rows.append({"method": method, "passes_per_image": passes_per_image(method, dims, config.iterations, n_masks),
                      "pairs": pairs, "images": 2 * pairs, "seconds": total, "seconds_per_image": total / (2 * pairs)})
     return pd.DataFrame(rows)
+
+
+PAPER_MS_PER_ITERATION = 19.0
+"""The paper's FAME cost (Tab. 3): about 19 s per iteration per 1000 images, i.e. 19 ms per iteration per image (GPU, ResNet-50)."""
+
+
+def runtime_summary(seconds_per_iteration: float, methods: pd.DataFrame, fame_iterations: int, paper_iterations: int = 500) -> list[str]:
+    """What Tab. 3 shows, as sentences with the measured numbers: the cost of one FAME iteration, the methods from
+    fastest to slowest with their ratio to FAME, and FAME's cost scaled to the paper's iteration count.
+
+    Args:
+        seconds_per_iteration: the fitted slope of Tab. 3a (seconds per iteration per image).
+        methods: Tab. 3b (``method``, ``seconds_per_image``); must contain a ``FAME`` row.
+        fame_iterations: the T that Tab. 3b's FAME row ran (for e₊ and for e₋ each).
+        paper_iterations: the paper's T, to which FAME's row is scaled linearly.
+
+    Raises:
+        ValueError: Tab. 3b has no FAME row or a non-positive time.
+    """
+    per_image = dict(zip(methods["method"], methods["seconds_per_image"]))
+    if "FAME" not in per_image:
+        raise ValueError(f"the runtime table has no FAME row (methods: {sorted(per_image)}).")
+    if min(per_image.values()) <= 0 or fame_iterations <= 0:
+        raise ValueError("runtimes and the iteration count must be positive.")
+    fame_seconds = per_image["FAME"]
+    ordered = sorted(per_image, key=per_image.get)
+    ratios = ", ".join(f"{name} {per_image[name]:.3g} s ({per_image[name] / fame_seconds:.2g}× FAME)" for name in ordered)
+    scaled = fame_seconds * paper_iterations / fame_iterations
+    slower = [name for name in ordered if per_image[name] > scaled]
+    return [
+        f"One FAME iteration costs {seconds_per_iteration * 1000:.0f} ms per image here "
+        f"({seconds_per_iteration * 1000 / PAPER_MS_PER_ITERATION:.1f}× the paper's {PAPER_MS_PER_ITERATION:.0f} ms on its GPU).",
+        f"Per explained face, fastest first: {ratios}.",
+        f"At the paper's T = {paper_iterations}, FAME's row would take ≈ {scaled:.3g} s per image; "
+        + (f"only {', '.join(slower)} would still be slower." if slower else "it would then be the slowest method."),
+    ]
