@@ -22,6 +22,7 @@ from fame_utils.baselines import (
     random_maps,
     similar_classes,
 )
+from fame_utils.metrics import Normalizer
 from tiny_models import cam_classifier
 
 LAYER = "features.3"
@@ -57,6 +58,31 @@ def test_full_grad_equals_direct_grad_cam_call(model, images):
     classes = [1, 2, 2]
     expected = FullGrad(model=model, target_layers=[])(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in classes])
     assert np.array_equal(full_grad(model, images, classes).numpy(), expected)
+
+
+class _PixelModel(nn.Module):
+    """The tiny classifier with a fixed normalisation (μ ≠ 0) inside: takes [0, 1] pixels."""
+
+    def __init__(self, model: nn.Module, normalizer: Normalizer) -> None:
+        super().__init__()
+        self.model, self.normalizer = model, normalizer
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalizer(pixels))
+
+
+def test_full_grad_runs_on_the_unit_image_with_the_normalisation_inside(model):
+    normalizer = Normalizer((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    pixels = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    classes = [1, 2, 0]
+    targets = [ClassifierOutputTarget(c) for c in classes]
+    reference = FullGrad(model=_PixelModel(model, normalizer), target_layers=[])(input_tensor=pixels, targets=targets)
+    ours = full_grad(model, normalizer(pixels), classes, normalizer)
+    assert np.allclose(ours.numpy(), reference, atol=1e-5)
+    on_normalised_tensor = full_grad(model, normalizer(pixels), classes)
+    assert float((on_normalised_tensor - ours).abs().max()) > 0.05
+    via_registry = classifier_maps("FullGrad", model, LAYER, normalizer(pixels), classes, normalizer=normalizer)
+    assert torch.equal(via_registry, ours)
 
 
 def test_finer_cam_equals_direct_finer_cam_with_target_index(model, images):

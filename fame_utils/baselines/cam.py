@@ -8,7 +8,9 @@ targets, and make sure its hooks are removed on every path (its own ``__exit__``
 * Grad-CAM: ``ReLU(Σ_c mean_hw(∂y/∂A^c) · A^c)``, upsampled;
 * Grad-CAM-EW (``GradCAMElementWise``): ``Σ_c ReLU(∂y/∂A^c ⊙ A^c)``;
 * HiResCAM: ``ReLU(Σ_c ∂y/∂A^c ⊙ A^c)``;
-* FullGrad: ``|∇_x y ⊙ x|`` plus ``|b ⊙ ∂y/∂a|`` over every biased Conv2d/BatchNorm2d (no target layer);
+* FullGrad: ``|∇_x y ⊙ x|`` plus ``|b ⊙ ∂y/∂a|`` over every biased Conv2d/BatchNorm2d (no target layer),
+  with x the **[0, 1] image** and the network's normalisation inside the wrapped model, as FullGrad's authors
+  feed it (on the normalised tensor the input term would be ``|∂y/∂x ⊙ (x − μ)/σ|``);
 * Finer-CAM: Grad-CAM of the contrastive target
   ``y = Σ_k p_k (z_o − α z_k) / Σ_k p_k`` over the classes k whose logits are closest to z_o
   (p = softmax of the logits; the package's ``FinerWeightedTarget``).
@@ -114,14 +116,35 @@ def hires_cam(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, cl
     return _run_cam(HiResCAM, model, [resolve_layer(model, layer)], images, [ClassifierOutputTarget(c) for c in labels], "HiResCAM")
 
 
-def full_grad(model: nn.Module, images: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+class _NormalizedModel(nn.Module):
+    """``model(normalize(pixels))``: a network that takes [0, 1] pixels, normalising inside."""
+
+    def __init__(self, model: nn.Module, normalize: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.normalize = normalize
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(pixels))
+
+
+def full_grad(model: nn.Module, images: torch.Tensor, classes: Sequence[int], normalizer: Any | None = None) -> torch.Tensor:
     """FullGrad maps (input-gradient term plus every biased Conv2d/BatchNorm2d); no target layer.
+
+    With ``normalizer`` (callable [0, 1] pixels → network input with an ``inverse``, e.g.
+    :class:`~fame_utils.metrics.Normalizer`), ``images`` (normalised network input) are mapped back to
+    [0, 1] pixels and FullGrad runs on ``model(normalizer(pixels))``, so its input term is
+    ``|∂y/∂x ⊙ x|`` of the image itself. Without it the model is taken to consume ``images`` as pixels.
 
     Raises:
         ValueError: ``classes`` does not have one entry per image, or ``images`` is not 4-D.
     """
     labels = _batch_classes(images, classes)
-    return _run_cam(FullGrad, model, [], images, [ClassifierOutputTarget(c) for c in labels], "FullGrad")
+    targets = [ClassifierOutputTarget(c) for c in labels]
+    if normalizer is None:
+        return _run_cam(FullGrad, model, [], images, targets, "FullGrad")
+    pixels = normalizer.inverse(images.detach())
+    return _run_cam(FullGrad, _NormalizedModel(model, normalizer), [], pixels, targets, "FullGrad")
 
 
 def similar_classes(logits: torch.Tensor, classes: Sequence[int], count: int = 3) -> list[list[int]]:
@@ -181,8 +204,8 @@ def finer_cam(
     return _to_maps(maps, images, "Finer-CAM")
 
 
-def _full_grad_ignoring_layer(model: nn.Module, _layer: nn.Module | str, images: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    return full_grad(model, images, classes)
+def _full_grad_ignoring_layer(model: nn.Module, _layer: nn.Module | str, images: torch.Tensor, classes: Sequence[int], normalizer: Any | None = None) -> torch.Tensor:
+    return full_grad(model, images, classes, normalizer)
 
 
 #: Method name → ``fn(model, layer, images, classes)`` (FullGrad ignores the layer).

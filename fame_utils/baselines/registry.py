@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fame_utils._checks import class_list
-from fame_utils.baselines.cam import CAM_METHODS, gradcam_ew_verification, gradcam_verification
+from fame_utils.baselines.cam import CAM_METHODS, full_grad, gradcam_ew_verification, gradcam_verification
 from fame_utils.baselines.finer import finer_fame
 from fame_utils.baselines.gradient import fggb
 from fame_utils.baselines.perturbation import corrrise, corrrise_masks
@@ -27,25 +27,26 @@ from fame_utils.fame import FameConfig, explain_class, explain_verification
 
 __all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "VERIFICATION_METHODS", "LABELS", "method_label", "classifier_maps", "explain_pairs"]
 
-ClassifierFn = Callable[[nn.Module, Any, torch.Tensor, list[int], FameConfig, "torch.Generator | None"], torch.Tensor]
-"""``fn(model, layer, images, classes, config, generator)`` → ``(B, H, W)`` maps; each method uses what it needs."""
+ClassifierFn = Callable[[nn.Module, Any, torch.Tensor, list[int], FameConfig, "torch.Generator | None", Any], torch.Tensor]
+"""``fn(model, layer, images, classes, config, generator, normalizer)`` → ``(B, H, W)`` maps; each method uses what it needs."""
 
 
 def _cam(cam: Callable[[nn.Module, Any, torch.Tensor, list[int]], torch.Tensor]) -> ClassifierFn:
-    return lambda model, layer, images, classes, config, generator: cam(model, layer, images, classes)
+    return lambda model, layer, images, classes, config, generator, normalizer: cam(model, layer, images, classes)
 
 
 def _fame(paper_faithful: bool) -> ClassifierFn:
-    return lambda model, layer, images, classes, config, generator: explain_class(model, images, classes, config.replace(paper_faithful=paper_faithful))
+    return lambda model, layer, images, classes, config, generator, normalizer: explain_class(model, images, classes, config.replace(paper_faithful=paper_faithful))
 
 
 _CLASSIFIERS: dict[str, ClassifierFn] = {
     **{name: _cam(cam) for name, cam in CAM_METHODS.items()},
+    "FullGrad": lambda model, layer, images, classes, config, generator, normalizer: full_grad(model, images, classes, normalizer),
     "FAME": _fame(paper_faithful=False),
     "FAME-paper-faithful": _fame(paper_faithful=True),
-    "Finer-FAME": lambda model, layer, images, classes, config, generator: finer_fame(model, images, classes, config),
-    "Random": lambda model, layer, images, classes, config, generator: random_maps(images, generator=generator),
-    "Centre Gaussian": lambda model, layer, images, classes, config, generator: centre_gaussian_maps(images),
+    "Finer-FAME": lambda model, layer, images, classes, config, generator, normalizer: finer_fame(model, images, classes, config),
+    "Random": lambda model, layer, images, classes, config, generator, normalizer: random_maps(images, generator=generator),
+    "Centre Gaussian": lambda model, layer, images, classes, config, generator, normalizer: centre_gaussian_maps(images),
 }
 
 #: Display label of a method key where the two differ; every other key is shown as it is.
@@ -72,6 +73,7 @@ def classifier_maps(
     classes: Sequence[int],
     config: FameConfig | None = None,
     generator: torch.Generator | None = None,
+    normalizer: Any | None = None,
 ) -> torch.Tensor:
     """Maps ``(B, H, W)`` in [0, 1] from the method ``method`` (a key of :data:`CLASSIFIER_METHODS`).
 
@@ -83,6 +85,8 @@ def classifier_maps(
         classes: one (ground-truth) class per image.
         config: FAME hyperparameters for the FAME variants (``paper_faithful`` is set by the method key).
         generator: random source for ``"Random"`` (the session's generator makes runs reproducible).
+        normalizer: the network's input normalisation ([0, 1] pixels → ``images``, with ``inverse``); FullGrad
+            runs on the [0, 1] image through it (:func:`~fame_utils.baselines.cam.full_grad`).
 
     Raises:
         ValueError: unknown method, or ``classes`` does not have one entry per image.
@@ -90,7 +94,7 @@ def classifier_maps(
     if method not in _CLASSIFIERS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(CLASSIFIER_METHODS)}.")
     labels = class_list(classes, images.shape[0])
-    return _CLASSIFIERS[method](model, layer, images, labels, config or FameConfig(), generator)
+    return _CLASSIFIERS[method](model, layer, images, labels, config or FameConfig(), generator, normalizer)
 
 
 def explain_pairs(

@@ -205,7 +205,7 @@ def run_benchmark(
     classes = [s.target for s in samples]
     maps, curves, rows = {}, {}, []
     for method in tqdm(list(methods), desc=f"{spec.name}: methods", disable=not progress, leave=False):
-        chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator) for i in range(0, len(samples), batch_size)]
+        chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator, normalizer) for i in range(0, len(samples), batch_size)]
         label = method_label(method)
         maps[label] = torch.cat(chunks).cpu()
         parts = [

@@ -113,7 +113,7 @@ class ClassificationTask:
         items = chunk["items"]
         classes = [item.target for item in items]
         generator = torch.Generator().manual_seed(seed)
-        maps = classifier_maps(method, self.spec.module, self.spec.target_layer, chunk["tensors"], classes, self.config, generator).detach()
+        maps = classifier_maps(method, self.spec.module, self.spec.target_layer, chunk["tensors"], classes, self.config, generator, self.normalizer).detach()
         records = []
         for index, item in enumerate(items):
             curves = road_curves(self.spec.module, chunk["pixels"][index:index + 1], maps[index:index + 1].to(self.spec.device), [item.target],

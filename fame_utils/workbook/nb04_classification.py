@@ -15,7 +15,7 @@ from fame_utils import viz
 from fame_utils.baselines.registry import SANITY_METHODS, classifier_maps, method_label
 from fame_utils.evaluation.classification import BenchmarkResult, PreparedSample, expected_random_iou, prepare_samples, run_benchmark, summarize
 from fame_utils.fame import FameConfig
-from fame_utils.metrics.classification import IOU_THRESHOLDS
+from fame_utils.metrics.classification import IOU_THRESHOLDS, Normalizer
 from fame_utils.metrics.masks import DEFAULT_PERCENTS
 from fame_utils.models import ModelSpec
 
@@ -133,4 +133,4 @@ def network_photo_sheet(
 def class_maps(spec: ModelSpec, sample: PreparedSample, classes: Sequence[int], methods: Sequence[str], config: FameConfig) -> dict[str, torch.Tensor]:
     """Each method's map ``(len(classes), H, W)`` of the same image for each class (Finer-CAM panel), keyed by label."""
     images = sample.tensor[None].expand(len(classes), -1, -1, -1).contiguous().to(spec.device)
-    return {method_label(method): classifier_maps(method, spec.module, spec.target_layer, images, list(classes), config).cpu() for method in methods}
+    return {method_label(method): classifier_maps(method, spec.module, spec.target_layer, images, list(classes), config, normalizer=Normalizer.from_spec(spec)).cpu() for method in methods}
