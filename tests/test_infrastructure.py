@@ -16,7 +16,7 @@ from torch import nn
 
 from fame_utils.layers import LayerNotReachedError, capture_layer, forward_to_layer, layer_name, resolve_layer
 from fame_utils.runtime import resolve_device, seed_everything
-from fame_utils.workbook.session import Session, choose
+from fame_utils.workbook.session import OutputDirError, Session, choose
 from tiny_models import hooked_net
 
 
@@ -126,8 +126,11 @@ def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         Session.start("99_test", profile="quick", seed=0, output_dir=tmp_path)
     run = Session.start("99_test", profile="smoke", seed=0, output_dir=tmp_path, device="cpu")
-    with pytest.raises(ValueError, match="plain file stem"):
+    with pytest.raises(OutputDirError, match="plain file stem"):
         run.save_figure(plt.figure(), "../escape")
+    with pytest.raises(OutputDirError, match="'../x'.*plain file stem"):
+        run.save_table(pd.DataFrame({"a": [1]}), "../x")
+    assert not (tmp_path.parent / "x.csv").exists() and not (tmp_path.parent / "escape.pdf").exists()
 
 
 def _write_manifest_entries(output_dir: str, worker: int) -> None:
