@@ -13,11 +13,29 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["resolve_layer", "layer_name", "LayerCapture", "capture_layer", "forward_to_layer", "LayerNotReachedError"]
+__all__ = [
+    "resolve_layer",
+    "layer_name",
+    "LayerCapture",
+    "capture_layer",
+    "forward_to_layer",
+    "probe_layer",
+    "LayerNotReachedError",
+    "LayerOutputError",
+    "LayerReusedError",
+]
 
 
 class LayerNotReachedError(RuntimeError):
     """The forward pass finished without running the hooked layer."""
+
+
+class LayerOutputError(TypeError):
+    """The hooked layer returns something other than one tensor (e.g. a tuple)."""
+
+
+class LayerReusedError(ValueError):
+    """The hooked module runs more than once in one forward pass, so "its output" is ambiguous."""
 
 
 class _StopForward(Exception):
@@ -133,6 +151,7 @@ def forward_to_layer(model: nn.Module, layer: nn.Module | str, inputs: torch.Ten
     captured: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        _check_tensor_output(model, module, output)
         captured.append(output)
         raise _StopForward
 
@@ -146,3 +165,42 @@ def forward_to_layer(model: nn.Module, layer: nn.Module | str, inputs: torch.Ten
     if not captured:
         raise LayerNotReachedError(f"the forward pass of {type(model).__name__} never reached the requested layer.")
     return captured[0]
+
+
+def _check_tensor_output(model: nn.Module, module: nn.Module, output: object) -> None:
+    if not isinstance(output, torch.Tensor):
+        raise LayerOutputError(
+            f"layer {layer_name(model, module)!r} returns a {type(output).__name__}, not one tensor; "
+            "choose a layer whose output is a single feature map (e.g. its parent or a child)."
+        )
+
+
+def probe_layer(model: nn.Module, layer: nn.Module | str, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One full forward without gradients: ``(layer output, model output)``, after checking the layer is usable.
+
+    Raises:
+        LayerOutputError: the layer returns a tuple or other non-tensor (raised inside the forward; the hook is removed).
+        LayerReusedError: the module runs more than once per forward (e.g. one ReLU shared by several blocks).
+        LayerNotReachedError: the forward never runs the layer.
+    """
+    module = resolve_layer(model, layer)
+    outputs: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        _check_tensor_output(model, module, output)
+        outputs.append(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            result = model(inputs)
+    finally:
+        handle.remove()
+    if not outputs:
+        raise LayerNotReachedError(f"the forward pass of {type(model).__name__} never reached layer {layer_name(model, module)!r}.")
+    if len(outputs) > 1:
+        raise LayerReusedError(
+            f"layer {layer_name(model, module)!r} runs {len(outputs)} times in one forward pass (one module reused), so its "
+            "output is ambiguous; choose a module that runs once, e.g. the enclosing block."
+        )
+    return outputs[0], result

@@ -12,21 +12,33 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fame_utils._checks import as_batch, check_inside, check_model, class_list, location_indices, model_device, single_image
+from fame_utils._checks import (
+    as_batch,
+    check_blur_fits,
+    check_classes,
+    check_inside,
+    check_input,
+    check_iterations,
+    check_model,
+    class_list,
+    location_indices,
+    location_list,
+    single_image,
+)
 from fame_utils.fame.attribution import attribution
 from fame_utils.fame.config import FameConfig
 from fame_utils.fame.losses import class_objective, location_loss, verification_loss
 from fame_utils.fame.optimizer import optimize
-from fame_utils.layers import forward_to_layer, resolve_layer
+from fame_utils.layers import probe_layer, resolve_layer
 
 __all__ = ["feature_grid", "all_locations", "explain_locations", "explain_class", "explain_verification"]
 
 
 def feature_grid(model: nn.Module, layer: nn.Module | str, image: torch.Tensor) -> tuple[int, int]:
-    """(h, w) of ``layer``'s feature map for ``image`` (one forward without gradients, stopped at the layer)."""
+    """(h, w) of ``layer``'s feature map for ``image`` (one forward without gradients; the layer must run once)."""
     single = single_image(image)
-    with torch.no_grad():
-        activation = forward_to_layer(model, layer, single.to(model_device(model, single)))
+    check_input(model, single, "image")
+    activation, _ = probe_layer(model, layer, single)
     if activation.ndim != 4:
         raise ValueError(f"layer output must be a (B, C, h, w) feature map, got shape {tuple(activation.shape)}.")
     return int(activation.shape[-2]), int(activation.shape[-1])
@@ -65,18 +77,21 @@ def explain_locations(
         (L, H, W) maps in [0, 1], in the order of ``locations``.
 
     Raises:
-        ValueError: more than one image, a location outside the grid, an unknown layer, a bad image.
+        ValueError: more than one image, a location outside the grid, an unknown or reused layer, a bad image,
+            zero iterations, a blur kernel larger than the image — all before the optimisation starts.
+        TypeError: a bare ``(row, col)`` instead of a list of pairs, non-integer locations.
     """
     config = config or FameConfig()
+    check_iterations(config.iterations)
     check_model(model)
     resolve_layer(model, layer)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-    single = single_image(image).to(model_device(model, image))
+    single = single_image(image)
+    check_blur_fits(config.blur_kernel, single.shape[-2:])
+    picked = None if locations is None else location_list(locations)
     grid = feature_grid(model, layer, single)
-    chosen = all_locations(grid) if locations is None else [tuple(int(v) for v in loc) for loc in locations]
-    if not chosen:
-        raise ValueError("locations is empty; pass at least one (row, col) or None for all locations.")
+    chosen = all_locations(grid) if picked is None else picked
     rows, cols = location_indices(chosen)
     check_inside(rows, cols, grid)
     chunks = range(0, len(chosen), batch_size)
@@ -88,7 +103,8 @@ def explain_locations(
     for start in chunks:
         part = chosen[start : start + batch_size]
         batch = single.expand(len(part), -1, -1, -1).clone()
-        perturbed = optimize(batch, location_loss(model, layer, part), config)
+        with torch.enable_grad():
+            perturbed = optimize(batch, location_loss(model, layer, part), config)
         maps.append(attribution(batch, perturbed, config))
     return torch.cat(maps)
 
@@ -111,13 +127,24 @@ def explain_class(
 
     Returns:
         (B, H, W) maps in [0, 1].
+
+    Raises:
+        ValueError / TypeError: bad images or model (see :mod:`fame_utils._checks`), class indices that are
+            negative, out of range, bools or floats, zero iterations, a blur kernel larger than the image.
     """
     config = config or FameConfig()
+    check_iterations(config.iterations)
     check_model(model)
-    batch = as_batch(images).to(model_device(model, images))
+    batch = as_batch(images)
+    check_input(model, batch)
+    check_blur_fits(config.blur_kernel, batch.shape[-2:])
     targets = class_list(classes, batch.shape[0], "classes", "samples")
+    with torch.no_grad():
+        logits = model(batch[:1])
+    check_classes(targets, logits.shape[-1], "classes")
     loss, run_config = class_objective(model, targets, config)
-    perturbed = optimize(batch, loss, run_config, progress=progress)
+    with torch.enable_grad():
+        perturbed = optimize(batch, loss, run_config, progress=progress)
     return attribution(batch, perturbed, config)
 
 
@@ -150,13 +177,16 @@ def explain_verification(
         ``{"similar": (B, H, W), "dissimilar": (B, H, W)}`` (only the requested modes).
     """
     config = config or FameConfig()
+    check_iterations(config.iterations)
     check_model(model)
     unknown = [mode for mode in modes if mode not in ("similar", "dissimilar")]
     if unknown or not modes:
         raise ValueError(f"modes must be a non-empty subset of ('similar', 'dissimilar'), got {tuple(modes)!r}.")
-    device = model_device(model, image)
-    batch = as_batch(image, "image").to(device)
-    references = as_batch(reference, "reference").to(device)
+    batch = as_batch(image, "image")
+    references = as_batch(reference, "reference")
+    check_input(model, batch, "image")
+    check_input(model, references, "reference")
+    check_blur_fits(config.blur_kernel, batch.shape[-2:])
     if references.shape[0] not in (1, batch.shape[0]):
         raise ValueError(f"reference has {references.shape[0]} images but image has {batch.shape[0]}; pass one reference per image (or a single one).")
     with torch.no_grad():
@@ -164,5 +194,7 @@ def explain_verification(
     maps = {}
     for mode in modes:
         loss = verification_loss(model, reference_embedding, mode, detach_norms=detach_norms)
-        maps[mode] = attribution(batch, optimize(batch, loss, config, progress=progress), config)
+        with torch.enable_grad():
+            perturbed = optimize(batch, loss, config, progress=progress)
+        maps[mode] = attribution(batch, perturbed, config)
     return maps
