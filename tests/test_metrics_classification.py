@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from fame_utils.metrics import Normalizer, RoadCurves, iou, noisy_linear_imputation, road_curves
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer
+
+from fame_utils.metrics import Normalizer, RoadCurves, iou, road_curves, road_imputation
 from tiny_models import RegionSum
 
 
@@ -144,42 +146,50 @@ def test_normalizer_round_trip_and_bgr():
 
 
 # ---------------------------------------------------------------- imputation
-def test_imputation_leaves_known_pixels_unchanged_and_fills_unknown_ones():
+def test_road_imputation_is_grad_cams_noisy_linear_imputer():
     generator = torch.Generator().manual_seed(5)
     pixels = torch.rand(2, 3, 9, 9, generator=generator)
     keep = torch.rand(2, 9, 9, generator=generator) > 0.4
-    filled = noisy_linear_imputation(pixels, keep, generator=torch.Generator().manual_seed(0))
+    filled = road_imputation(pixels, keep, noise_std=0.0)
+    expected = torch.stack([NoisyLinearImputer(noise=0.0)(image, known.float()) for image, known in zip(pixels, keep)])
+    assert torch.allclose(filled, expected, atol=1e-6)
     known = keep[:, None].expand_as(pixels)
     assert torch.equal(filled[known], pixels[known])
-    assert not torch.allclose(filled[~known], pixels[~known])
-    # Every filled value stays close to the range of its known neighbours (diffusion + 0.01 noise).
-    assert float(filled.min()) > -0.1 and float(filled.max()) < 1.1
 
 
-def test_single_missing_pixel_becomes_the_weighted_neighbour_mean():
-    pixels = torch.arange(25, dtype=torch.float64).reshape(1, 1, 5, 5) ** 1.5
+def test_single_missing_pixel_becomes_roads_weighted_neighbour_mean():
+    pixels = (torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5) / 25) ** 1.5
     keep = torch.ones(1, 5, 5, dtype=torch.bool)
     keep[0, 2, 2] = False
     keep[0, 0, 0] = False
-    filled = noisy_linear_imputation(pixels, keep, sweeps=3, noise_std=0.0)
-    d = 1 / math.sqrt(2)
+    filled = road_imputation(pixels, keep, noise_std=0.0)
     p = pixels[0, 0]
-    centre = (p[1, 2] + p[3, 2] + p[2, 1] + p[2, 3] + d * (p[1, 1] + p[1, 3] + p[3, 1] + p[3, 3])) / (4 + 4 * d)
-    corner = (p[0, 1] + p[1, 0] + d * p[1, 1]) / (2 + d)
-    assert float(filled[0, 0, 2, 2]) == pytest.approx(float(centre))
-    assert float(filled[0, 0, 0, 0]) == pytest.approx(float(corner))
+    centre = (p[1, 2] + p[3, 2] + p[2, 1] + p[2, 3]) / 6 + (p[1, 1] + p[1, 3] + p[3, 1] + p[3, 3]) / 12
+    corner = ((p[0, 1] + p[1, 0]) / 6 + p[1, 1] / 12) / (2 / 6 + 1 / 12)
+    assert float(filled[0, 0, 2, 2]) == pytest.approx(float(centre), abs=1e-6)
+    assert float(filled[0, 0, 0, 0]) == pytest.approx(float(corner), abs=1e-6)
 
 
-def test_imputation_reconstructs_a_linear_ramp_and_is_seeded():
+def test_road_imputation_reconstructs_a_linear_ramp_and_is_seeded():
     ramp = torch.linspace(0, 1, 12).repeat(12, 1)[None, None].expand(1, 3, 12, 12).contiguous()
     keep = torch.ones(1, 12, 12, dtype=torch.bool)
     keep[0, 4:8, 3:9] = False
-    filled = noisy_linear_imputation(ramp, keep, noise_std=0.0)
-    assert torch.allclose(filled, ramp, atol=1e-3)
-    noisy = [noisy_linear_imputation(ramp, keep, generator=torch.Generator().manual_seed(2)) for _ in range(2)]
+    filled = road_imputation(ramp, keep, noise_std=0.0)
+    assert torch.allclose(filled, ramp, atol=1e-5)
+    noisy = [road_imputation(ramp, keep, generator=torch.Generator().manual_seed(2)) for _ in range(2)]
     assert torch.equal(noisy[0], noisy[1])
     residual = (noisy[0] - filled)[:, :, 4:8, 3:9]
     assert 0.005 < float(residual.std()) < 0.015
+
+
+def test_road_imputation_edge_cases_and_errors():
+    pixels = torch.rand(1, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(road_imputation(pixels, torch.ones(1, 6, 6, dtype=torch.bool)), pixels)
+    assert torch.equal(road_imputation(pixels, torch.zeros(1, 6, 6, dtype=torch.bool)), torch.zeros_like(pixels))
+    with pytest.raises(ValueError, match="keep"):
+        road_imputation(pixels, torch.ones(6, 6, dtype=torch.bool))
+    with pytest.raises(ValueError, match="noise_std"):
+        road_imputation(pixels, torch.ones(1, 6, 6, dtype=torch.bool), noise_std=-1)
 
 
 def test_imputed_deletion_curve_is_opt_in_and_keeps_p0_exact(road_setup):
@@ -239,4 +249,22 @@ def test_benchmark_records_every_method_and_photo():
     summary = summarize(result.records, seed=0)
     assert set(summary["n"]) == {3}
     table = format_table(summary)
-    assert list(table["method"]) == ["Grad-CAM", "Random"] and "deletion AUC (logit drop) ↑" in table.columns
+    assert list(table["method"]) == ["Grad-CAM", "Random"] and "deletion (black) AUC (logit drop) ↑" in table.columns
+
+
+def test_benchmark_reports_road_next_to_black_deletion():
+    from fame_utils.fame import FameConfig
+    from fame_utils.evaluation.classification import ClassificationSample, format_table, prepare_samples, run_benchmark, summarize
+
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    spec = SimpleNamespace(**vars(fake_spec(resize=20, crop=16)), module=module, target_layer="0", device=torch.device("cpu"))
+    rng = np.random.default_rng(1)
+    photos = [ClassificationSample(f"p{i}", Image.fromarray(rng.integers(0, 255, (20, 25, 3), dtype=np.uint8)), i, (2, 2, 14, 12)) for i in range(2)]
+    prepared = prepare_samples(spec, photos)
+    plain = run_benchmark(spec, prepared, ["Grad-CAM"], FameConfig(iterations=2), torch.Generator().manual_seed(0), percents=(0, 50, 100), progress=False)
+    both = run_benchmark(spec, prepared, ["Grad-CAM"], FameConfig(iterations=2), torch.Generator().manual_seed(0), percents=(0, 50, 100), imputation=True, progress=False)
+    assert "road_morf_auc" not in plain.records and np.allclose(both.records["deletion_auc"], plain.records["deletion_auc"])
+    assert not np.allclose(both.records["road_morf_auc"], both.records["deletion_auc"])
+    columns = format_table(summarize(both.records)).columns
+    assert {"deletion (black) AUC (logit drop) ↑", "ROAD MoRF AUC (logit drop) ↑", "ROAD LeRF AUC (logit drop) ↓"} <= set(columns)

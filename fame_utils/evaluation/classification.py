@@ -140,7 +140,8 @@ class BenchmarkResult:
     Attributes:
         network: the network's name.
         records: one row per (sample, method label): ``iou@τ`` per convention (0–100), ``deletion_auc`` and
-            ``insertion_auc`` (logit units, normalised AUC of the logit drop over P).
+            ``insertion_auc`` (black pixels; logit units, normalised AUC of the logit drop over P), plus
+            ``road_morf_auc``/``road_lerf_auc`` when ROAD imputation was asked for.
         curves: method label → :class:`RoadCurves` over all samples (in sample order).
         maps: method label → ``(N, H, W)`` maps.
         samples: the prepared samples.
@@ -163,6 +164,14 @@ def _iou_columns(saliency: torch.Tensor, boxes: dict[str, Any], thresholds: Sequ
 
 def _concat_curves(parts: list[RoadCurves]) -> RoadCurves:
     return RoadCurves(parts[0].percents, torch.cat([p.clean for p in parts]), torch.cat([p.deletion for p in parts]), torch.cat([p.insertion for p in parts]))
+
+
+def _method_curves(spec: Any, samples: Sequence[PreparedSample], maps: torch.Tensor, normalizer: Normalizer, percents: Sequence[float],
+                   imputation: bool, generator: torch.Generator | None) -> RoadCurves:
+    model, device = spec.module, getattr(spec, "device", torch.device("cpu"))
+    parts = [road_curves(model, s.pixels[None].to(device), maps[i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation,
+                         generator=generator, batch_size=len(percents)) for i, s in enumerate(samples)]
+    return _concat_curves(parts)
 
 
 def run_benchmark(
@@ -188,7 +197,8 @@ def run_benchmark(
         generator: random source for the ``"Random"`` map.
         thresholds: IoU thresholds τ.
         percents: ROAD percents P.
-        imputation: ROAD noisy linear imputation instead of black (opt-in).
+        imputation: also compute ROAD (noisy linear imputation; ``road_morf_auc``, ``road_lerf_auc``) next to the
+            black-pixel deletion/insertion columns (opt-in: one sparse solve per image and percent).
         batch_size: photos per explanation batch.
         progress: show a ``tqdm.auto`` bar over methods.
 
@@ -208,15 +218,14 @@ def run_benchmark(
         chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator, normalizer) for i in range(0, len(samples), batch_size)]
         label = method_label(method)
         maps[label] = torch.cat(chunks).cpu()
-        parts = [
-            road_curves(spec.module, s.pixels[None].to(device), maps[label][i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation, generator=generator, batch_size=len(percents))
-            for i, s in enumerate(samples)
-        ]
-        curves[label] = _concat_curves(parts)
-        deletion, insertion = curves[label].deletion_auc(), curves[label].insertion_auc()
+        curves[label] = _method_curves(spec, samples, maps[label], normalizer, percents, False, generator)
+        aucs = {"deletion_auc": curves[label].deletion_auc(), "insertion_auc": curves[label].insertion_auc()}
+        if imputation:
+            road = _method_curves(spec, samples, maps[label], normalizer, percents, True, generator)
+            aucs.update(road_morf_auc=road.deletion_auc(), road_lerf_auc=road.insertion_auc())
         for i, sample in enumerate(samples):
             rows.append({"network": spec.name, "sample": sample.name, "method": label, **_iou_columns(maps[label][i], sample.boxes, thresholds),
-                         "deletion_auc": float(deletion[i]), "insertion_auc": float(insertion[i])})
+                         **{name: float(values[i]) for name, values in aucs.items()}})
     return BenchmarkResult(spec.name, pd.DataFrame(rows), curves, maps, list(samples))
 
 
@@ -235,6 +244,15 @@ def summarize(records: pd.DataFrame, seed: int = 0, confidence: float = 0.95) ->
     return pd.DataFrame(rows)
 
 
+#: Readable names of the AUC columns: each says how the pixels were removed.
+AUC_COLUMN_NAMES: dict[str, str] = {
+    "deletion_auc": "deletion (black) AUC (logit drop) ↑",
+    "insertion_auc": "insertion (black) AUC (logit drop) ↓",
+    "road_morf_auc": "ROAD MoRF AUC (logit drop) ↑",
+    "road_lerf_auc": "ROAD LeRF AUC (logit drop) ↓",
+}
+
+
 def format_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Wide, readable table: one row per (network, method), cells ``mean [low, high]``."""
     cells = summary.assign(cell=[f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if np.isfinite(m) else "n/a" for m, lo, hi in zip(summary["mean"], summary["low"], summary["high"])])
@@ -242,4 +260,4 @@ def format_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     order = list(dict.fromkeys(summary["metric"]))
     wide = wide[order].reset_index()
     wide.columns.name = None
-    return wide.rename(columns={"deletion_auc": "deletion AUC (logit drop) ↑", "insertion_auc": "insertion AUC (logit drop) ↓"})
+    return wide.rename(columns=AUC_COLUMN_NAMES)

@@ -3,23 +3,24 @@
 * ``iou``: S = {p : A(p) ≥ τ}, B = the box mask (end-exclusive), IoU = |S ∩ B| / (|S ∪ B| + 1e-8).
 * ``road_curves``: for each P, keep-mask M_P from :func:`~fame_utils.metrics.masks.percentile_masks`;
   the **[0, 1] image** is multiplied by M_P *before* the network's normalisation (removed pixels become
-  −μ/σ), optionally with ROAD's noisy linear imputation instead of black; the curve is the logit of the
-  ground-truth class. The logit drop z(x) − z(x ⊙ M_P) is what the paper averages (ROAD-Delete).
+  −μ/σ: "deletion (black)", what the paper's table calls ROAD), or the removed pixels are filled by ROAD's
+  noisy linear imputation from ``grad-cam`` (:func:`road_imputation`; "ROAD MoRF" for deletion, "ROAD LeRF"
+  for insertion); the curve is the logit of the ground-truth class. The logit drop z(x) − z(x ⊙ M_P) is
+  what the paper averages.
 
-The removed pixels are black by default, although the metric is called ROAD (docs/decisions.md#road-naming).
+Each is named for what it is (docs/decisions.md#road-naming).
 It knows nothing of attribution methods, benchmarks or plotting.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from torch import nn
 
 from fame_utils._checks import class_list
@@ -31,14 +32,13 @@ __all__ = [
     "RoadCurves",
     "box_in_input",
     "iou",
-    "noisy_linear_imputation",
     "road_curves",
+    "road_imputation",
 ]
 
 #: The paper's IoU thresholds τ (Tab. 1 reports 0.3, 0.5, 0.7).
 IOU_THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
 _UNION_EPS = 1e-8
-_DIAGONAL_WEIGHT = 1 / math.sqrt(2)
 
 
 def iou(saliency: np.ndarray | torch.Tensor, box: Sequence[int], threshold: float) -> float:
@@ -126,53 +126,47 @@ class Normalizer:
         return rgb * std + mean
 
 
-def noisy_linear_imputation(
+def road_imputation(
     pixels: torch.Tensor,
     keep: torch.Tensor,
-    sweeps: int = 50,
     noise_std: float = 0.01,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Fill removed pixels by 8-neighbour diffusion plus a little noise (ROAD's noisy linear imputation).
+    """Fill removed pixels with ROAD's noisy linear imputation (``pytorch_grad_cam.metrics.road.NoisyLinearImputer``).
 
-    Unknown pixels start at the per-channel mean of the known pixels (0 when none is known) and are
-    relaxed with ``sweeps`` Jacobi sweeps of ``x(p) ← Σ_n w_n x(n) / Σ_n w_n`` over the in-image
-    8-neighbourhood (weight 1 for edge neighbours, 1/√2 for diagonal ones); known pixels stay fixed.
-    Then N(0, noise_std²) noise is added to the filled pixels only.
+    Each removed pixel becomes the weighted mean of its in-image 8-neighbours (edge weight 1/6, diagonal
+    1/12), solved exactly as one sparse linear system per image, plus N(0, noise_std²) noise. An image
+    with no kept pixel has nothing to interpolate from and stays black, as in plain deletion.
 
     Args:
         pixels: ``(B, C, H, W)`` images in [0, 1].
         keep: ``(B, H, W)`` boolean, True for known pixels.
-        sweeps: number of Jacobi sweeps (≥ 0).
         noise_std: standard deviation of the added noise (≥ 0).
-        generator: CPU generator for the noise (seeded runs give identical results).
+        generator: CPU generator seeding the noise (seeded runs give identical results).
 
     Returns:
-        Imputed images, same shape; known pixels are exactly the input.
+        Imputed images, same shape and device; known pixels are exactly the input.
 
     Raises:
-        ValueError: shapes disagree, or negative ``sweeps``/``noise_std``.
+        ValueError: shapes disagree, or negative ``noise_std``.
     """
     if pixels.ndim != 4 or keep.shape != (pixels.shape[0], *pixels.shape[-2:]):
         raise ValueError(f"pixels must be (B, C, H, W) and keep (B, H, W); got {tuple(pixels.shape)} and {tuple(keep.shape)}.")
-    if sweeps < 0 or noise_std < 0:
-        raise ValueError(f"sweeps and noise_std must be non-negative, got {sweeps} and {noise_std}.")
-    channels = pixels.shape[1]
-    known = keep.to(pixels.dtype)[:, None].expand_as(pixels)
-    counts = known.sum(dim=(-1, -2), keepdim=True)
-    start = (pixels * known).sum(dim=(-1, -2), keepdim=True) / counts.clamp_min(1)
-    filled = torch.where(known.bool(), pixels, start.expand_as(pixels))
-    d = _DIAGONAL_WEIGHT
-    kernel = torch.tensor([[d, 1.0, d], [1.0, 0.0, 1.0], [d, 1.0, d]], dtype=pixels.dtype, device=pixels.device)
-    kernel = kernel.expand(channels, 1, 3, 3)
-    weights = F.conv2d(torch.ones_like(pixels), kernel, padding=1, groups=channels)
-    for _ in range(sweeps):
-        average = F.conv2d(filled, kernel, padding=1, groups=channels) / weights
-        filled = torch.where(known.bool(), pixels, average)
-    if noise_std > 0:
-        noise = torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype).to(pixels.device) * noise_std
-        filled = torch.where(known.bool(), pixels, filled + noise)
-    return filled
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be non-negative, got {noise_std}.")
+    imputer = NoisyLinearImputer(noise=noise_std)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    filled = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for image, known in zip(pixels.detach().cpu().float(), keep.cpu()):
+            if bool(known.all()):
+                filled.append(image)
+            elif not bool(known.any()):
+                filled.append(torch.zeros_like(image))
+            else:
+                filled.append(imputer(image, known.float()))
+    return torch.stack(filled).to(device=pixels.device, dtype=pixels.dtype)
 
 
 @dataclass(frozen=True)
@@ -231,15 +225,15 @@ def road_curves(
     percents: Sequence[float] = DEFAULT_PERCENTS,
     imputation: bool = False,
     noise_std: float = 0.01,
-    sweeps: int = 50,
     generator: torch.Generator | None = None,
     batch_size: int = 32,
 ) -> RoadCurves:
-    """ROAD-style deletion and insertion curves of the ground-truth logit (paper Sec. 4.2).
+    """Deletion and insertion curves of the ground-truth logit (paper Sec. 4.2): black pixels, or ROAD.
 
     For each image and P: keep-masks from :func:`percentile_masks` of its map; the [0, 1] image is
-    multiplied by the mask (or, with ``imputation``, removed pixels are filled by
-    :func:`noisy_linear_imputation`) and only then normalised and fed to the network.
+    multiplied by the mask ("deletion (black)", the paper's table) or, with ``imputation``, removed
+    pixels are filled by :func:`road_imputation` (ROAD: deletion = most-relevant-first, MoRF; insertion
+    = least-relevant-first removal, LeRF), and only then normalised and fed to the network.
 
     Args:
         model: classifier in eval mode taking normalised input.
@@ -248,8 +242,8 @@ def road_curves(
         classes: ground-truth class per image.
         normalize: [0, 1] pixels → network input (e.g. :class:`Normalizer`).
         percents: the P values (default 0, 10, …, 100).
-        imputation: opt-in noisy linear imputation instead of black (not the paper's default).
-        noise_std, sweeps, generator: imputation settings.
+        imputation: ROAD's noisy linear imputation instead of black (not the paper's table).
+        noise_std, generator: imputation noise and its seed.
         batch_size: forward-pass batch size.
 
     Returns:
@@ -271,7 +265,7 @@ def road_curves(
     for keep in (masks.deletion, masks.insertion):
         flat_keep = keep.reshape(batch * count, *keep.shape[-2:])
         if imputation:
-            perturbed = noisy_linear_imputation(repeated, flat_keep, sweeps, noise_std, generator)
+            perturbed = road_imputation(repeated, flat_keep, noise_std, generator)
         else:
             perturbed = repeated * flat_keep[:, None].to(pixels.dtype)
         curves.append(_gt_logits(model, normalize(perturbed), repeated_labels, batch_size).reshape(batch, count))
