@@ -17,13 +17,14 @@ from fame_utils.fame.attribution import GRAY_WEIGHTS, attribution, blur_map, nor
 from fame_utils.fame.config import NORMALIZATIONS, PAPER_CLASS_EPSILON, FameConfig
 from fame_utils.fame.explain import all_locations, explain_class, explain_locations, explain_verification, feature_grid
 from fame_utils.fame.losses import class_loss, class_objective, cosine_similarity, finer_loss, location_loss, verification_loss
-from fame_utils.fame.optimizer import LossFn, OptimizationTrace, optimize
+from fame_utils.fame.optimizer import LossFn, OptimizationTrace, SampleLoss, optimize
 from fame_utils.fame.sweeps import blur_sweep, iteration_sweep, step_size_sweep, sweep_sigma
 
 __all__ = [
     "FameConfig",
     "OptimizationTrace",
     "LossFn",
+    "SampleLoss",
     "optimize",
     "to_gray",
     "perturbation_map",

@@ -11,9 +11,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fame_utils._checks import check_inside, check_length, location_indices
+from fame_utils._checks import check_inside, location_indices
 from fame_utils.fame.config import FameConfig
-from fame_utils.fame.optimizer import LossFn
+from fame_utils.fame.optimizer import SampleLoss
 from fame_utils.layers import forward_to_layer, resolve_layer
 
 __all__ = ["location_loss", "class_loss", "class_objective", "cosine_similarity", "verification_loss", "finer_loss"]
@@ -21,7 +21,7 @@ __all__ = ["location_loss", "class_loss", "class_objective", "cosine_similarity"
 _GRAD_GUARD = 1e-12
 
 
-def location_loss(model: nn.Module, layer: nn.Module | str, locations: Sequence[tuple[int, int]]) -> LossFn:
+def location_loss(model: nn.Module, layer: nn.Module | str, locations: Sequence[tuple[int, int]]) -> SampleLoss:
     """L_a (Eq. 5): sample b's loss is Σ_c |a_b[c, i_b, j_b]| at its own location (i_b, j_b) = ``locations[b]``.
 
     The forward pass stops at ``layer``; its hook is removed on every path.
@@ -29,33 +29,32 @@ def location_loss(model: nn.Module, layer: nn.Module | str, locations: Sequence[
     resolve_layer(model, layer)
     rows, cols = location_indices(locations)
 
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        check_length(x.shape[0], len(rows), "locations")
+    def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         activation = forward_to_layer(model, layer, x)
         if activation.ndim != 4:
             raise ValueError(f"layer output must be a (B, C, h, w) feature map for location losses, got shape {tuple(activation.shape)}.")
         check_inside(rows, cols, activation.shape[-2:])
-        picked = activation[torch.arange(x.shape[0], device=activation.device), :, rows.to(activation.device), cols.to(activation.device)]
+        device = activation.device
+        picked = activation[torch.arange(x.shape[0], device=device), :, rows[index].to(device), cols[index].to(device)]
         return picked.abs().sum(dim=1)
 
-    return loss
+    return SampleLoss(score, len(rows), "locations")
 
 
-def class_loss(model: nn.Module, classes: Sequence[int] | torch.Tensor, absolute: bool = False) -> LossFn:
+def class_loss(model: nn.Module, classes: Sequence[int] | torch.Tensor, absolute: bool = False) -> SampleLoss:
     """L_cls: the raw logit z_o of class ``classes[b]`` for sample b (|z_o| if ``absolute``, the paper-faithful loss)."""
     targets = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
 
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        check_length(x.shape[0], len(targets), "classes")
+    def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         logits = model(x)
         if logits.ndim != 2:
             raise ValueError(f"class_loss needs (B, num_classes) logits, got shape {tuple(logits.shape)}.")
         if int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]:
             raise ValueError(f"class indices must lie in [0, {logits.shape[1] - 1}], got {targets.tolist()}.")
-        picked = logits[torch.arange(x.shape[0], device=logits.device), targets.to(logits.device)]
+        picked = logits[torch.arange(x.shape[0], device=logits.device), targets[index].to(logits.device)]
         return picked.abs() if absolute else picked
 
-    return loss
+    return SampleLoss(score, len(targets), "classes")
 
 
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor, detach_norms: bool = False) -> torch.Tensor:
@@ -75,7 +74,7 @@ def verification_loss(
     reference_embedding: torch.Tensor,
     mode: Literal["similar", "dissimilar"] = "similar",
     detach_norms: bool = False,
-) -> LossFn:
+) -> SampleLoss:
     """L₊ = s(φ(x̄), φ_ref) (``"similar"``) or L₋ = 1 − s (``"dissimilar"``), Eq. (6).
 
     Args:
@@ -90,19 +89,20 @@ def verification_loss(
     if reference.ndim not in (1, 2):
         raise ValueError(f"reference_embedding must be (D,) or (B, D), got shape {tuple(reference.shape)}.")
 
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        if reference.ndim == 2 and reference.shape[0] != 1:
-            check_length(x.shape[0], reference.shape[0], "reference embeddings")
+    per_sample = reference.ndim == 2 and reference.shape[0] != 1
+
+    def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         embedding = model(x)
         if embedding.ndim != 2 or embedding.shape[-1] != reference.shape[-1]:
             raise ValueError(f"model embedding shape {tuple(embedding.shape)} does not match reference embedding shape {tuple(reference.shape)}.")
-        similarity = cosine_similarity(embedding, reference.to(embedding.device), detach_norms=detach_norms)
+        own = reference[index.to(reference.device)] if per_sample else reference
+        similarity = cosine_similarity(embedding, own.to(embedding.device), detach_norms=detach_norms)
         return similarity if mode == "similar" else 1 - similarity
 
-    return loss
+    return SampleLoss(score, reference.shape[0] if per_sample else 0, "reference embeddings")
 
 
-def class_objective(model: nn.Module, classes: Sequence[int] | torch.Tensor, config: FameConfig) -> tuple[LossFn, FameConfig]:
+def class_objective(model: nn.Module, classes: Sequence[int] | torch.Tensor, config: FameConfig) -> tuple[SampleLoss, FameConfig]:
     """The loss and run settings FAME uses to explain a class under ``config``.
 
     Returns:
@@ -113,16 +113,15 @@ def class_objective(model: nn.Module, classes: Sequence[int] | torch.Tensor, con
 
 
 
-def finer_loss(model: nn.Module, targets: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> LossFn:
+def finer_loss(model: nn.Module, targets: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> SampleLoss:
     """Per-sample loss ``L_b(x) = target_b(model(x)[b])`` (e.g. Finer-CAM's weighted contrast of logits).
 
     Raises (when called):
-        ValueError: the batch does not have one sample per target (run it on the full batch, ``epsilon=None``).
+        ValueError: the batch does not have one sample per target.
     """
 
-    def loss(x: torch.Tensor) -> torch.Tensor:
-        check_length(x.shape[0], len(targets), "targets")
+    def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         logits = model(x)
-        return torch.stack([target(row) for target, row in zip(targets, logits)])
+        return torch.stack([targets[int(i)](row) for i, row in zip(index, logits)])
 
-    return loss
+    return SampleLoss(score, len(targets), "targets")

@@ -10,15 +10,44 @@ from dataclasses import dataclass, field
 
 import torch
 
-from fame_utils._checks import check_batch
+from fame_utils._checks import check_batch, check_length
 from fame_utils.fame.config import FameConfig
 
-__all__ = ["LossFn", "OptimizationTrace", "optimize"]
-
-LossFn = Callable[[torch.Tensor], torch.Tensor]
-"""A per-sample loss: maps a batch (B, C, H, W) to one loss per sample, shape (B,)."""
+__all__ = ["LossFn", "SampleLoss", "OptimizationTrace", "optimize"]
 
 _GRAD_GUARD = 1e-12
+
+
+class SampleLoss:
+    """A per-sample loss whose targets follow the samples: row r of ``x`` is scored as sample ``index[r]``.
+
+    FAME's losses hold one target per original sample (a class, a location, a reference embedding).
+    When early stopping drops samples from the batch, :func:`optimize` passes the original indices of
+    the rows still moving, so each row is scored against its own target.
+
+    Args:
+        score: ``(x, index) → (B',)`` with ``index`` a CPU long tensor of original sample indices, one per row.
+        samples: number of samples the loss holds targets for (0 = any: the same target for every sample).
+        what: the targets' name in error messages, e.g. ``"classes"``.
+    """
+
+    def __init__(self, score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], samples: int, what: str = "targets") -> None:
+        self.score = score
+        self.samples = samples
+        self.what = what
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """One loss per row of ``x``; ``index`` defaults to all samples in order (``x`` must then hold all of them)."""
+        if index is None:
+            if self.samples:
+                check_length(x.shape[0], self.samples, self.what)
+            index = torch.arange(x.shape[0])
+        return self.score(x, index.cpu())
+
+
+LossFn = Callable[[torch.Tensor], torch.Tensor] | SampleLoss
+"""A per-sample loss, (B, C, H, W) → (B,). A plain callable always receives the whole batch (it cannot know
+which sample a row is); a :class:`SampleLoss` receives only the rows still moving, with their indices."""
 
 
 @dataclass
@@ -57,11 +86,14 @@ def optimize(
     x̄ ← x̄ − η · g / max(max|g|, 1e-12) with g = ∂L/∂x̄ and the max over (C, H, W) of each sample.
     With ``config.epsilon`` set, each sample's loss is checked before every step: a sample with
     L < ε is frozen and leaves the batch, so every sample ends exactly as if it ran alone.
-    Under ``paper_faithful`` the whole batch stops once mean(L) < ε instead.
+    Under ``paper_faithful`` the whole batch stops once mean(L) < ε instead (frozen samples count
+    with their frozen loss). Always on: a sample whose input gradient is exactly zero and whose step
+    left it unchanged is frozen too, since no later step can move it.
 
     Args:
         image: the tensor to perturb, (B, C, H, W); it is not modified.
-        loss_fn: per-sample loss, (B', C, H, W) → (B',), evaluated on the still-active samples.
+        loss_fn: per-sample loss. A :class:`SampleLoss` is evaluated on the still-active rows with their
+            sample indices; a plain callable on the whole batch every step.
         config: hyperparameters (default :class:`FameConfig`).
         progress: show a ``tqdm.auto`` progress bar (``TQDM_DISABLE=1`` silences it).
         trace: an :class:`OptimizationTrace` to fill with the loss curve and snapshots.
@@ -88,49 +120,83 @@ def optimize(
         steps = tqdm(steps, desc="FAME", leave=False)
     taken = 0
     for step in steps:
-        x_active = x[active].requires_grad_(True)
-        losses = _evaluate(loss_fn, x_active)
-        current[active] = losses.detach()
+        grad, losses = _gradient(loss_fn, x, active)
+        current[active] = losses
         rows.append(current.clone())
-        keep = _still_active(losses.detach(), config)
+        keep = _still_active(losses, current, config)
         if not bool(keep.any()):
             break
-        (grad,) = torch.autograd.grad(losses[keep].sum(), x_active)
-        moving = active[keep]
-        x[moving] = _lots_step(x[moving], grad[keep], config)
-        active = moving
+        active, grad = active[keep], grad[keep]
+        moved = _lots_step(x, active, grad, config)
+        active = active[moved]
         taken = step + 1
         if trace is not None:
             trace._store(taken, x)
+        if len(active) == 0:
+            break
     if trace is not None:
         _finish_trace(trace, loss_fn, x, active, current, rows, taken)
-    return x.detach()
+    return x
 
 
-def _evaluate(loss_fn: LossFn, x: torch.Tensor) -> torch.Tensor:
-    losses = loss_fn(x)
+def _gradient(loss_fn: LossFn, x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """∂L/∂x̄ and L (detached) of the active rows, in the order of ``active``."""
+    if isinstance(loss_fn, SampleLoss):
+        x_in = x.index_select(0, active) if len(active) < x.shape[0] else x
+        x_in = x_in.detach().requires_grad_(True)
+        losses = _evaluate(loss_fn, x_in, active)
+        (grad,) = torch.autograd.grad(losses.sum(), x_in)
+        return grad, losses.detach()
+    x_in = x.detach().requires_grad_(True)
+    losses = _evaluate(loss_fn, x_in, None)
+    (grad,) = torch.autograd.grad(losses[active].sum(), x_in)
+    return grad.index_select(0, active), losses.detach()[active]
+
+
+def _active_losses(loss_fn: LossFn, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """L of the active rows (no gradient is taken)."""
+    if isinstance(loss_fn, SampleLoss):
+        return _evaluate(loss_fn, x.index_select(0, active), active).detach()
+    return _evaluate(loss_fn, x, None).detach()[active]
+
+
+def _evaluate(loss_fn: LossFn, x: torch.Tensor, active: torch.Tensor | None) -> torch.Tensor:
+    losses = loss_fn(x, active) if isinstance(loss_fn, SampleLoss) else loss_fn(x)
     if not isinstance(losses, torch.Tensor) or losses.shape != (x.shape[0],):
         shape = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
         raise ValueError(f"loss_fn must return one loss per sample, shape ({x.shape[0]},); got {shape}. Do not sum or average over the batch.")
     return losses
 
 
-def _still_active(losses: torch.Tensor, config: FameConfig) -> torch.Tensor:
-    """Boolean mask of samples that take the next step (docs/decisions.md#early-stopping)."""
+def _still_active(losses: torch.Tensor, current: torch.Tensor, config: FameConfig) -> torch.Tensor:
+    """Boolean mask over the active rows of those that take the next step (docs/decisions.md#early-stopping)."""
     if config.epsilon is None:
         return torch.ones_like(losses, dtype=torch.bool)
     if config.paper_faithful:
-        return torch.full_like(losses, bool(losses.mean() >= config.epsilon), dtype=torch.bool)
+        return torch.full_like(losses, bool(current.mean() >= config.epsilon), dtype=torch.bool)
     return losses >= config.epsilon
 
 
-def _lots_step(x: torch.Tensor, grad: torch.Tensor, config: FameConfig) -> torch.Tensor:
-    """One Eq. (3) step with the per-sample L∞-normalised gradient."""
-    scale = grad.abs().amax(dim=tuple(range(1, grad.ndim)), keepdim=True).clamp_min(_GRAD_GUARD)
-    stepped = x - config.step_size * grad / scale
+def _lots_step(x: torch.Tensor, active: torch.Tensor, grad: torch.Tensor, config: FameConfig) -> torch.Tensor:
+    """One Eq. (3) step of the ``active`` rows of ``x``, in place, with the per-sample L∞-normalised gradient.
+
+    Returns:
+        Boolean mask over ``active``: False for rows that can never move again (zero gradient, step left them unchanged).
+    """
+    dims = tuple(range(1, grad.ndim))
+    scale = grad.abs().amax(dim=dims, keepdim=True).clamp_min(_GRAD_GUARD)
+    moving = grad.ne(0).flatten(1).any(dim=1)
+    step = grad.mul_(config.step_size).div_(scale)
+    if len(active) == x.shape[0] and config.clamp is None:
+        x.sub_(step)
+        return moving
+    before = x.index_select(0, active)
+    stepped = before - step
     if config.clamp is not None:
-        stepped = stepped.clamp(*config.clamp)
-    return stepped
+        stepped = stepped.clamp_(*config.clamp)
+        moving = moving | stepped.ne(before).flatten(1).any(dim=1)
+    x.index_copy_(0, active, stepped)
+    return moving
 
 
 def _finish_trace(
@@ -142,9 +208,10 @@ def _finish_trace(
     rows: list[torch.Tensor],
     taken: int,
 ) -> None:
-    if taken == len(rows) and len(active) > 0:
-        with torch.no_grad():
-            current[active] = _evaluate(loss_fn, x[active]).detach()
+    if taken == len(rows):
+        if len(active) > 0:
+            with torch.no_grad():
+                current[active] = _active_losses(loss_fn, x, active)
         rows.append(current.clone())
     trace.losses = torch.stack(rows) if rows else current[None].clone()
     trace.steps = taken
