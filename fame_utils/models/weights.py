@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 __all__ = [
+    "RANDOM_SOURCE",
+    "weights_file",
     "RANDOM_WEIGHTS_SEED",
     "INSTALL_HINT",
     "MissingPackageError",
@@ -61,6 +63,24 @@ def package_file(package: str, relative: str, pip_name: str) -> Path:
     if not path.is_file():
         raise MissingPackageError(f"{path} is missing from the installed {pip_name!r}; reinstall it: {INSTALL_HINT}.")
     return path
+
+
+RANDOM_SOURCE = {"package": "fame_utils", "file": "(seeded random weights)", "licence": "MIT"}
+"""Where seeded random weights (``weights=None``) come from, for a spec's ``source``."""
+
+
+def weights_file(weights: str, package: str, relative: str, pin: str, shipped_source: dict[str, str]) -> tuple[Path, dict[str, str]]:
+    """Resolve ``weights`` (``"shipped"`` or a user path) to a file and the ``source`` record a spec carries.
+
+    Args:
+        weights: ``"shipped"`` for the file inside ``package``, else a path to the user's file.
+        package: the installed package that ships the file; ``relative`` is its path inside it, ``pin`` the pip spec.
+        shipped_source: the source record of the shipped file (package, file, licence).
+    """
+    if weights == "shipped":
+        return package_file(package, relative, pin), shipped_source
+    path = Path(weights).expanduser()
+    return path, {"package": "user file", "file": str(path), "licence": "as provided by the user"}
 
 
 def weights_label(weights: str | None) -> str:
