@@ -79,7 +79,7 @@ def test_corrrise_default_patch_scales_with_the_input_size_and_masks_are_seeded(
 def test_corrrise_finds_the_region_that_carries_the_similarity():
     images = torch.ones(1, 3, 32, 32)
     reference = torch.tensor([[1.0, 0.0]])
-    maps = corrrise(RegionEmbedding(), images, reference, n_masks=300, seed=0, batch_size=64)
+    maps = corrrise(RegionEmbedding().eval(), images, reference, n_masks=300, seed=0, batch_size=64)
     similar, dissimilar = maps["similar"][0], maps["dissimilar"][0]
     inside = torch.zeros(32, 32, dtype=torch.bool)
     inside[8:16, 8:16] = True
@@ -92,7 +92,7 @@ def test_corrrise_finds_the_region_that_carries_the_similarity():
 def test_corrrise_gives_zero_where_a_pixel_is_never_occluded():
     masks = corrrise_masks(100, 32, patch_size=6, seed=1)
     masks[:, 0, 0] = 1.0
-    maps = corrrise(RegionEmbedding(), torch.ones(1, 3, 32, 32), torch.tensor([[1.0, 0.0]]), masks=masks)
+    maps = corrrise(RegionEmbedding().eval(), torch.ones(1, 3, 32, 32), torch.tensor([[1.0, 0.0]]), masks=masks)
     assert maps["similar"][0, 0, 0] == 0 and maps["dissimilar"][0, 0, 0] == 0
 
 

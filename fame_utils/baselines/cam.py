@@ -33,9 +33,9 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 from torch import nn
 
-from fame_utils._checks import check_rank, class_list
+from fame_utils._checks import check_batch, check_classes, check_input, check_model, class_list
 from fame_utils.baselines.similarity import Maps, reference_embeddings
-from fame_utils.layers import resolve_layer
+from fame_utils.layers import probe_layer, resolve_layer
 
 __all__ = [
     "CAM_METHODS",
@@ -59,9 +59,23 @@ class EmptyMapWarning(UserWarning):
     """A baseline produced an all-zero map (e.g. every CAM value was negative before the ReLU)."""
 
 
-def _batch_classes(images: torch.Tensor, classes: Sequence[int]) -> list[int]:
-    check_rank(images, 4, "images")
-    return class_list(classes, images.shape[0])
+def _batch_classes(model: nn.Module, layer: nn.Module | str | None, images: torch.Tensor, classes: Sequence[int]) -> list[int]:
+    """Checked class indices, one per image, after checking model, images and (when given) the layer.
+
+    One forward of the first image without gradients gives the number of classes and, through ``layer``,
+    refuses layers that run more than once or return tuples.
+    """
+    check_model(model)
+    check_batch(images, "images")
+    check_input(model, images)
+    labels = class_list(classes, images.shape[0])
+    if layer is None:
+        with torch.no_grad():
+            logits = model(images[:1])
+    else:
+        _, logits = probe_layer(model, layer, images[:1])
+    check_classes(labels, logits.shape[-1])
+    return labels
 
 
 @contextmanager
@@ -100,19 +114,19 @@ def grad_cam(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, cla
     Raises:
         ValueError: ``classes`` does not have one entry per image, or ``images`` is not 4-D.
     """
-    labels = _batch_classes(images, classes)
+    labels = _batch_classes(model, layer, images, classes)
     return _run_cam(GradCAM, model, [resolve_layer(model, layer)], images, [ClassifierOutputTarget(c) for c in labels], "Grad-CAM")
 
 
 def grad_cam_ew(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     """Grad-CAM-EW (element-wise) maps ``Σ_c ReLU(G^c ⊙ A^c)``; arguments as :func:`grad_cam`."""
-    labels = _batch_classes(images, classes)
+    labels = _batch_classes(model, layer, images, classes)
     return _run_cam(GradCAMElementWise, model, [resolve_layer(model, layer)], images, [ClassifierOutputTarget(c) for c in labels], "Grad-CAM-EW")
 
 
 def hires_cam(model: nn.Module, layer: nn.Module | str, images: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
     """HiResCAM maps ``ReLU(Σ_c G^c ⊙ A^c)``; arguments as :func:`grad_cam`."""
-    labels = _batch_classes(images, classes)
+    labels = _batch_classes(model, layer, images, classes)
     return _run_cam(HiResCAM, model, [resolve_layer(model, layer)], images, [ClassifierOutputTarget(c) for c in labels], "HiResCAM")
 
 
@@ -139,7 +153,7 @@ def full_grad(model: nn.Module, images: torch.Tensor, classes: Sequence[int], no
     Raises:
         ValueError: ``classes`` does not have one entry per image, or ``images`` is not 4-D.
     """
-    labels = _batch_classes(images, classes)
+    labels = _batch_classes(model, None, images, classes)
     targets = [ClassifierOutputTarget(c) for c in labels]
     if normalizer is None:
         return _run_cam(FullGrad, model, [], images, targets, "FullGrad")
@@ -174,7 +188,7 @@ def finer_targets(model: nn.Module, images: torch.Tensor, classes: Sequence[int]
     Each target maps logits z to ``Σ_k p_k (z_o − α z_k) / Σ_k p_k`` with p = softmax(z); it is used as
     the Finer-CAM target and as the Finer-FAME loss.
     """
-    labels = _batch_classes(images, classes)
+    labels = _batch_classes(model, None, images, classes)
     with torch.no_grad():
         logits = model(images)
     return [FinerWeightedTarget(c, near, alpha) for c, near in zip(labels, similar_classes(logits, labels, count))]
@@ -198,6 +212,7 @@ def finer_cam(
     Raises:
         ValueError: ``classes`` does not have one entry per image, or ``images`` is not 4-D.
     """
+    _batch_classes(model, layer, images, classes)
     targets = finer_targets(model, images, classes, alpha, count)
     with _released(FinerCAM(model, [resolve_layer(model, layer)])) as cam:
         maps = cam(images.detach(), targets=targets, alpha=alpha)
@@ -255,6 +270,7 @@ def _cam_verification(
     cam_class: type[BaseCAM], model: nn.Module, target_layer: nn.Module | str, images: torch.Tensor, references: torch.Tensor, target: str
 ) -> Maps:
     embeddings = reference_embeddings(model, images, references)
+    probe_layer(model, target_layer, images[:1])
     if target == "cosine":
         with torch.no_grad():
             clean_norms = model(images).flatten(1).norm(dim=1)

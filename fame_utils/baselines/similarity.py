@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fame_utils._checks import check_rank
+from fame_utils._checks import check_batch, check_input, check_model
 
 __all__ = ["Maps", "NORM_EPS", "reference_embeddings", "l2_normalize", "split_polarities"]
 
@@ -23,15 +23,21 @@ def reference_embeddings(model: nn.Module, images: torch.Tensor, references: tor
     """Embeddings ``(B, D)`` of the frozen references: images are embedded without gradients, 2-D tensors are taken as is.
 
     Raises:
-        ValueError: ``images`` is not a (B, C, H, W) batch, or ``references`` differs from it in length or shape.
+        ValueError: ``images`` is not a finite (B, C, H, W) batch the model takes (device, dtype, channels), the model
+            is not in eval mode, or ``references`` differs from the images in length or shape.
     """
-    check_rank(images, 4, "images")
+    check_model(model)
+    check_batch(images, "images")
+    check_input(model, images)
     if references.shape[0] != images.shape[0]:
         raise ValueError(f"images and references must have the same batch size, got {images.shape[0]} and {references.shape[0]}.")
     if references.ndim == 2:
+        if not bool(torch.isfinite(references).all()):
+            raise ValueError("references contains NaN or infinite embedding values; recompute the reference embeddings.")
         return references.detach()
     if references.shape != images.shape:
         raise ValueError(f"references must be images of the same shape as images {tuple(images.shape)} or embeddings (B, D), got {tuple(references.shape)}.")
+    check_batch(references, "references")
     with torch.no_grad():
         return model(references).flatten(1)
 
