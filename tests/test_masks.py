@@ -13,16 +13,13 @@ def test_default_percents_are_the_papers_eleven_ratios():
     assert DEFAULT_PERCENTS == (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
 
-def test_masks_remove_the_requested_fraction_of_distinct_values():
-    # 101 distinct values 0..100: percentile(A, 100 − P) is exactly the value 100 − P, so deletion
-    # keeps the 101 − P pixels with values ≤ 100 − P and removes the top P.
-    saliency = np.random.default_rng(0).permutation(101).astype(np.float32).reshape(1, 101)
+def test_masks_remove_the_top_p_percent_of_distinct_values():
+    # 100 distinct values 0..99: at P the top k_P = P values are removed by deletion and shown by insertion.
+    saliency = np.random.default_rng(0).permutation(100).astype(np.float32).reshape(1, 100)
     masks = percentile_masks(saliency, DEFAULT_PERCENTS)
-    kept = masks.deletion.sum(axis=(-1, -2))
-    assert kept.tolist() == [101 - p for p in DEFAULT_PERCENTS]
+    assert masks.deletion.sum(axis=(-1, -2)).tolist() == [100 - p for p in DEFAULT_PERCENTS]
     for index, p in enumerate(DEFAULT_PERCENTS):
-        removed = saliency[~masks.deletion[index]]
-        assert sorted(removed.tolist()) == list(range(101 - p, 101))
+        assert sorted(saliency[masks.insertion[index]].tolist()) == list(range(100 - p, 100))
 
 
 def test_masks_are_complementary():
@@ -33,53 +30,51 @@ def test_masks_are_complementary():
     assert torch.equal(masks.insertion, ~masks.deletion)
 
 
-def test_threshold_uses_numpys_linear_interpolation():
+def test_pixel_count_rounds_half_up():
+    # N = 4: k_P = ⌊4P/100 + ½⌋ → P = 10: 0, 12.5: 1, 20: 1, 50: 2, 62.5: 3.
     saliency = np.array([[0.0, 1.0, 2.0, 3.0]])
-    # percentile(A, 75) = 2.25: deletion keeps 0, 1, 2 and removes 3.
-    masks = percentile_masks(saliency, [25])
-    assert masks.deletion.tolist() == [[[True, True, True, False]]]
+    masks = percentile_masks(saliency, [10, 12.5, 20, 50, 62.5])
+    assert masks.insertion.sum(axis=(-1, -2)).tolist() == [0, 1, 1, 2, 3]
+    assert masks.insertion[3].tolist() == [[False, False, True, True]]
 
 
-def test_edges_p0_keeps_all_and_p100_keeps_exactly_the_minimum():
+def test_edges_p0_keeps_all_and_p100_removes_all():
     saliency = np.array([[0.5, 0.2, 0.9], [0.2, 0.7, 0.3]])
     masks = percentile_masks(saliency, [0, 100])
     assert masks.deletion[0].all() and not masks.insertion[0].any()
-    assert masks.deletion[1].tolist() == [[False, True, False], [True, False, False]]
-    assert masks.insertion[1].tolist() == [[True, False, True], [False, True, True]]
+    assert not masks.deletion[1].any() and masks.insertion[1].all()
 
 
-def test_single_minimum_pixel_survives_at_p100():
-    saliency = np.random.default_rng(2).random((8, 8))
-    masks = percentile_masks(saliency, [100])
-    assert masks.deletion.sum() == 1
-    assert saliency[masks.deletion[0]][0] == saliency.min()
-
-
-def test_ties_at_the_threshold_stay_kept_for_deletion():
-    # A CAM-like map with many exact zeros: deletion can never remove the zeros.
+def test_clipped_map_ranks_its_zeros_in_a_seeded_random_order():
+    # A CAM-like map with 14 exact zeros: the two positive pixels go first, then the zeros one by one,
+    # so insertion at P = 100 shows the whole image.
     saliency = np.zeros((4, 4))
     saliency[0, :2] = [1.0, 0.5]
-    masks = percentile_masks(saliency, DEFAULT_PERCENTS)
-    zeros = saliency == 0
-    assert masks.deletion[:, zeros].all()
-    assert masks.deletion[-1].sum() == 14
+    masks = percentile_masks(saliency, [12.5, 50, 100])
+    assert masks.insertion[0].sum() == 2 and masks.insertion[0][0, :2].all()
+    assert masks.insertion[1].sum() == 8 and masks.insertion[1][0, :2].all()
+    assert masks.insertion[2].all()
+    again = percentile_masks(saliency, [50])
+    assert np.array_equal(again.insertion[0], masks.insertion[1])
+    other_seeds = [percentile_masks(saliency, [50], tie_seed=seed).insertion[0] for seed in (1, 2, 3)]
+    assert any(not np.array_equal(other, masks.insertion[1]) for other in other_seeds)
 
 
 @pytest.mark.parametrize("level", [0.0, 0.4, 1.0])
-def test_constant_map_is_never_deleted_from(level):
+def test_constant_map_loses_exactly_k_pixels(level):
     saliency = torch.full((5, 6), level)
     masks = percentile_masks(saliency, DEFAULT_PERCENTS)
-    assert masks.deletion.all()
-    assert not masks.insertion.any()
+    assert masks.deletion.sum(dim=(-1, -2)).tolist() == [30 - int(np.floor(0.3 * p + 0.5)) for p in DEFAULT_PERCENTS]
 
 
-def test_each_map_of_a_batch_uses_its_own_threshold():
-    first = np.arange(16.0).reshape(4, 4)
-    batch = np.stack([first, 100 + first[::-1]])
+def test_a_maps_masks_do_not_depend_on_the_other_maps_of_the_stack():
+    first = np.zeros((4, 4))
+    first[1, 1] = 1.0
+    batch = np.stack([first, np.arange(16.0).reshape(4, 4), first])
     masks = percentile_masks(batch, [50])
-    single = percentile_masks(batch[1], [50])
-    assert masks.deletion[0, 0].sum() == masks.deletion[1, 0].sum() == 8
-    assert np.array_equal(masks.deletion[1], single.deletion)
+    single = percentile_masks(first, [50])
+    assert masks.deletion[1, 0].sum() == 8
+    assert np.array_equal(masks.deletion[0], single.deletion) and np.array_equal(masks.deletion[2], single.deletion)
 
 
 def test_bad_inputs_raise_named_errors():

@@ -89,11 +89,11 @@ def expected_drops(pixels: torch.Tensor, ranks: torch.Tensor, removed_from_rank:
 
 def test_deletion_curve_matches_the_analytic_logit_drop(road_setup):
     pixels, ranks = road_setup
-    # Ranks 0..15: percentile(A, 100 − P) = 15 (100 − P) / 100, so P = 25 removes ranks ≥ 12,
-    # P = 50 ranks ≥ 8, P = 100 everything but rank 0, P = 0 nothing.
+    # Ranks 0..15, N = 16: P removes the top k_P = 16 P / 100 ranks, so P = 25 removes ranks ≥ 12,
+    # P = 50 ranks ≥ 8, P = 100 everything, P = 0 nothing.
     curves = road_curves(RegionSum(), pixels, ranks, [0, 0], Normalizer(MEAN, STD), percents=[0, 25, 50, 100])
     # A removed pixel goes from (x − μ)/σ to −μ/σ, so the logit drops by x/σ per channel.
-    expected = torch.stack([expected_drops(pixels, ranks, r) for r in (16, 12, 8, 1)], dim=1)
+    expected = torch.stack([expected_drops(pixels, ranks, r) for r in (16, 12, 8, 0)], dim=1)
     assert torch.allclose(curves.deletion_drop.double(), expected, atol=1e-5)
     assert torch.equal(curves.deletion_drop[:, 0], torch.zeros(2))
 

@@ -44,6 +44,28 @@ def test_eer_with_repeated_scores_uses_unique_candidates():
     assert eer == pytest.approx(5 / 12)
 
 
+def test_midpoint_rule_sits_halfway_to_the_next_lower_score():
+    # EER candidate 0.6 (see above); the next lower unique score is 0.5 → θ = 0.55, same EER.
+    scores, labels = [0.9, 0.6, 0.4, 0.5, 0.3, 0.7], [1, 1, 1, 0, 0, 0]
+    threshold, eer = eer_threshold(scores, labels, rule="midpoint")
+    assert threshold == pytest.approx(0.55) and eer == pytest.approx(1 / 3)
+    assert verification_accuracy(scores, labels, threshold) == verification_accuracy(scores, labels, 0.6)
+    # No lower score (one unique score): θ = that score − ½.
+    assert eer_threshold([0.4, 0.4], [1, 0], rule="midpoint")[0] == pytest.approx(-0.1)
+
+
+def test_midpoint_threshold_survives_float_noise_on_the_weakest_genuine_pair():
+    scores, labels = np.array([0.9, 0.59328, 0.4, 0.2]), np.array([1, 1, 0, 0])
+    noisy = scores.copy()
+    noisy[1] -= 1.2e-7
+    on_score, _ = eer_threshold(scores, labels)
+    midpoint, _ = eer_threshold(scores, labels, rule="midpoint")
+    assert verification_accuracy(noisy, labels, on_score) == 0.75
+    assert verification_accuracy(noisy, labels, midpoint) == verification_accuracy(scores, labels, midpoint) == 1.0
+    with pytest.raises(ValueError, match="rule"):
+        eer_threshold(scores, labels, rule="median")
+
+
 def test_eer_needs_both_classes_and_matching_lengths():
     with pytest.raises(ValueError, match="both genuine"):
         eer_threshold([0.1, 0.2], [1, 1])
@@ -76,7 +98,7 @@ def _pair(map_values: torch.Tensor):
 def test_deletion_insertion_curves_and_auc_hand_computed():
     gallery, probe, ranking = _pair(torch.arange(100.0))
     curves = deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1], threshold=0.5)
-    kept_deletion = np.array([100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 1])  # P = 100 keeps only the minimum pixel
+    kept_deletion = np.array([100, 90, 80, 70, 60, 50, 40, 30, 20, 10, 0])  # P = 100 removes every pixel
     kept_insertion = 100 - kept_deletion
     np.testing.assert_allclose(curves.deletion_scores[:, 0], np.sqrt(kept_deletion / 100), atol=1e-6)
     np.testing.assert_allclose(curves.insertion_scores[:, 0], np.sqrt(kept_insertion / 100), atol=1e-6)
@@ -87,14 +109,24 @@ def test_deletion_insertion_curves_and_auc_hand_computed():
     assert curves.insertion_auc == pytest.approx(75.0)
 
 
-def test_a_flat_curve_has_its_level_as_auc():
+def test_constant_map_still_deletes_k_pixels_and_insertion_ends_at_the_clean_score():
     gallery, probe, _ = _pair(torch.zeros(100))
-    flat_map = torch.zeros(2, 10, 10)  # constant map: nothing is ever deleted (ties stay kept)
-    other = torch.zeros_like(gallery)
-    other[..., :5] = 1.0  # impostor gallery with cos = sqrt(0.5) ≈ 0.707 < 0.9: correctly rejected
-    curves = deletion_insertion(FlattenEmbedding(), torch.cat([gallery, other]), torch.cat([probe, probe]), flat_map, [1, 1], threshold=0.9)
-    np.testing.assert_array_equal(curves.deletion, np.full(11, 0.5))
-    assert curves.deletion_auc == pytest.approx(50.0)
+    flat_map = torch.zeros(1, 10, 10)  # every value tied: the seeded tie order ranks them
+    curves = deletion_insertion(FlattenEmbedding(), gallery, probe, flat_map, [1], threshold=0.5)
+    np.testing.assert_allclose(curves.deletion_scores[:, 0], np.sqrt(np.arange(100, -1, -10) / 100), atol=1e-6)
+    np.testing.assert_allclose(curves.insertion_scores[:, 0], np.sqrt(np.arange(0, 101, 10) / 100), atol=1e-6)
+
+
+def test_clipped_maps_insert_everything_so_the_curve_ends_at_clean_accuracy():
+    generator = torch.Generator().manual_seed(4)
+    gallery = torch.rand(3, 1, 10, 10, generator=generator)
+    probe = torch.rand(3, 1, 10, 10, generator=generator)
+    clipped = torch.relu(torch.randn(3, 10, 10, generator=generator) - 1.0)  # mostly exact zeros
+    assert float((clipped == 0).float().mean()) > 0.7
+    curves = deletion_insertion(FlattenEmbedding(), gallery, probe, clipped, [1, 0, 1], threshold=0.8)
+    clean = cosine_scores(FlattenEmbedding(), gallery, probe).numpy()
+    np.testing.assert_allclose(curves.insertion_scores[-1], clean, atol=1e-6)
+    assert curves.insertion[-1] == verification_accuracy(clean, [1, 0, 1], 0.8)
 
 
 def test_deletion_only_touches_the_probe():

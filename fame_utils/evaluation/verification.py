@@ -61,7 +61,8 @@ class FacePairSet:
         gallery, probes: ``(N, C, H, W)`` network inputs on the network's device.
         labels: ``(N,)`` 1 genuine / 0 impostor.
         scores: clean cosine scores ``(N,)``.
-        threshold: the EER threshold θ (exact); ``threshold_4dp`` the paper's 4-decimal sweep.
+        threshold: the EER threshold θ (midpoint rule, robust to float noise); ``threshold_4dp`` the original scripts' θ
+            (the EER score rounded to 4 decimals).
         eer: the equal error rate at θ.
     """
 
@@ -91,7 +92,7 @@ def pair_set(network: str, spec: ModelSpec, gallery: torch.Tensor, probes: torch
     if not (len(gallery) == len(probes) == len(labels)):
         raise ValueError(f"{network}: {len(gallery)} gallery images, {len(probes)} probes and {len(labels)} labels; they must match.")
     scores = cosine_scores(spec.module, gallery, probes).cpu().numpy()
-    threshold, eer = eer_threshold(scores, labels)
+    threshold, eer = eer_threshold(scores, labels, rule="midpoint")
     threshold_4dp, _ = eer_threshold(scores, labels, paper_faithful=True)
     return FacePairSet(network, spec, gallery, probes, labels, scores, float(threshold), float(threshold_4dp), float(eer))
 

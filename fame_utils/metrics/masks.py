@@ -3,12 +3,14 @@
 Both the classification metrics (ROAD deletion/insertion) and the verification sweep
 rank a saliency map's pixels the same way:
 
-* ``thr_P = percentile(A, 100 − P)`` with numpy's default linear interpolation;
-* deletion keeps ``A ≤ thr_P`` (removes the top-P % pixels), insertion keeps ``A > thr_P``.
+* pixels are ordered by descending value; **equal values are ordered at random with a fixed seed** (the tie
+  rule, docs/decisions.md#tie-rule), so every pixel has a distinct rank;
+* at percent P the top ``k_P = ⌊P·N/100 + ½⌋`` ranked pixels (N = H·W) are removed by deletion and are
+  the only ones shown by insertion.
 
-No special cases are made; the edge rules follow from these two lines: at P = 0 deletion keeps every
-pixel, at P = 100 it keeps exactly the pixels equal to the minimum, ties at the threshold stay on the
-deletion-kept side, and an all-zero (or constant) map is never deleted from. It knows nothing of networks or methods.
+So P = 0 deletes nothing, P = 100 deletes every pixel and inserts the whole image (the curve ends at the
+clean score), and a map with flat regions (clipped at zero, or constant) still ranks all its pixels.
+It knows nothing of networks or methods.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ class PercentileMasks(NamedTuple):
     """Boolean keep-masks of shape ``(..., P, H, W)`` (one slice per requested percent).
 
     Attributes:
-        deletion: True where the pixel is kept when the top-P % pixels are removed (``A ≤ thr_P``).
-        insertion: True where the pixel is kept when only the top-P % pixels are shown (``A > thr_P``);
-            always the complement of ``deletion``.
+        deletion: True where the pixel is kept when the top-P % pixels are removed.
+        insertion: True where the pixel is kept when only the top-P % pixels are shown; always the
+            complement of ``deletion``.
     """
 
     deletion: np.ndarray | torch.Tensor
@@ -62,16 +64,18 @@ def _as_numpy_map(saliency: np.ndarray | torch.Tensor) -> np.ndarray:
     return array
 
 
-def percentile_masks(saliency: Map, percents: Sequence[float] = DEFAULT_PERCENTS) -> PercentileMasks:
+def percentile_masks(saliency: Map, percents: Sequence[float] = DEFAULT_PERCENTS, tie_seed: int = 0) -> PercentileMasks:
     """Deletion and insertion keep-masks for each percent P, ranked by ``saliency``.
 
-    ``thr_P = percentile(A, 100 − P)`` per map over its H×W pixels (numpy, linear interpolation);
-    deletion keeps ``A ≤ thr_P``, insertion keeps ``A > thr_P``.
+    Pixels are ranked by descending value per map, ties in a random order drawn from ``tie_seed`` (one
+    order per map size, so a map's masks do not depend on the other maps of the stack); the top
+    ``k_P = ⌊P·N/100 + ½⌋`` are removed by deletion and shown by insertion.
 
     Args:
         saliency: one map ``(H, W)`` or a stack ``(..., H, W)`` (numpy array or torch tensor).
         percents: the percentages of top-ranked pixels to remove (deletion) or show (insertion), each in
             [0, 100].
+        tie_seed: seed of the random order among equal values (same seed → same masks).
 
     Returns:
         :class:`PercentileMasks` with boolean masks of shape ``(..., len(percents), H, W)``, of the same
@@ -84,10 +88,12 @@ def percentile_masks(saliency: Map, percents: Sequence[float] = DEFAULT_PERCENTS
     values = _check_percents(percents)
     array = _as_numpy_map(saliency)
     flat = array.reshape(*array.shape[:-2], -1)
-    thresholds = np.percentile(flat, 100.0 - values, axis=-1)  # (P, ...)
-    thresholds = np.moveaxis(thresholds, 0, -1)[..., None, None]  # (..., P, 1, 1)
-    deletion = array[..., None, :, :] <= thresholds
-    insertion = ~deletion
+    tie_break = np.broadcast_to(np.random.default_rng(tie_seed).random(flat.shape[-1]), flat.shape)
+    order = np.lexsort((tie_break, -flat), axis=-1)
+    ranks = np.argsort(order, axis=-1).reshape(array.shape)
+    counts = np.floor(values * flat.shape[-1] / 100.0 + 0.5).astype(np.int64)
+    insertion = ranks[..., None, :, :] < counts[:, None, None]
+    deletion = ~insertion
     if isinstance(saliency, torch.Tensor):
         return PercentileMasks(torch.from_numpy(deletion).to(saliency.device), torch.from_numpy(insertion).to(saliency.device))
     return PercentileMasks(deletion, insertion)

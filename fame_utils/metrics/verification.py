@@ -2,7 +2,8 @@
 
 * Scores are cosine similarities of the embeddings of a gallery and a probe image.
 * :func:`eer_threshold` sweeps the unique scores from high to low and picks the first threshold where
-  FMR and FNMR are closest (ties → the largest threshold).
+  FMR and FNMR are closest (ties → the largest threshold); ``rule="midpoint"`` moves θ halfway to the next
+  lower score so float noise cannot flip the pair that sits on it (Table 2 uses it).
 * :func:`deletion_insertion` perturbs only the probe, ranked by its similar map e₊, for genuine and
   impostor pairs alike (docs/decisions.md#deletion-insertion-probe), and returns the raw accuracy curves and the AUC × 100.
 
@@ -53,22 +54,29 @@ def _as_labels(labels: ArrayLike, size: int) -> np.ndarray:
     return array.astype(bool)
 
 
-def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = False) -> tuple[float, float]:
+def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = False, rule: str = "score") -> tuple[float, float]:
     """Equal-error-rate threshold θ and the EER.
 
     Candidates t are the unique scores in descending order; FMR(t) = mean(impostor ≥ t),
-    FNMR(t) = mean(genuine < t). θ is the first argmin of |FMR − FNMR| (ties → the largest t) and
-    EER = (FMR(θ) + FNMR(θ)) / 2.
+    FNMR(t) = mean(genuine < t). The EER candidate is the first argmin of |FMR − FNMR| (ties → the
+    largest t) and EER = (FMR + FNMR) / 2 there. θ is that score (``rule="score"``, the original
+    scripts' rule), or the midpoint between it and the next lower unique score (``rule="midpoint"``; the
+    same decisions on these scores, but a pair whose score moves by float noise no longer flips; below
+    the lowest score θ = lowest − ½, docs/decisions.md#eer-threshold).
 
     Args:
         scores: similarity per pair.
         labels: 1 for genuine pairs, 0 for impostor pairs.
-        paper_faithful: round θ to 4 decimals, as the original ``scores_eer.csv`` stored it (docs/decisions.md#eer-threshold).
-            The EER is the one at the unrounded threshold.
+        paper_faithful: θ is the EER score rounded to 4 decimals, as the original ``scores_eer.csv`` stored
+            it (overrides ``rule``). The EER is the one at the unrounded threshold.
+        rule: ``"score"`` or ``"midpoint"``.
 
     Raises:
-        ValueError: lengths differ, non-finite scores, labels other than 0/1, or only one class present.
+        ValueError: lengths differ, non-finite scores, labels other than 0/1, only one class present, or an
+            unknown ``rule``.
     """
+    if rule not in ("score", "midpoint"):
+        raise ValueError(f"rule must be 'score' or 'midpoint', got {rule!r}.")
     values = _as_array(scores, "scores")
     genuine = _as_labels(labels, values.size)
     if genuine.all() or not genuine.any():
@@ -81,7 +89,12 @@ def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = F
     best = int(np.argmin(np.abs(fmr - fnmr)))
     threshold = float(candidates[best])
     eer = float((fmr[best] + fnmr[best]) / 2)
-    return (round(threshold, 4) if paper_faithful else threshold), eer
+    if paper_faithful:
+        return round(threshold, 4), eer
+    if rule == "midpoint":
+        lower = float(candidates[best + 1]) if best + 1 < candidates.size else threshold - 1.0
+        return (threshold + lower) / 2, eer
+    return threshold, eer
 
 
 def verification_accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
@@ -170,8 +183,8 @@ def deletion_insertion(
 ) -> VerificationCurves:
     """Probe-only deletion/insertion sweep (paper Sec. 4.3, docs/decisions.md#deletion-insertion-probe).
 
-    For each P: keep = percentile masks of the probe's e₊ map (deletion ``A ≤ thr_P``, insertion
-    ``A > thr_P``); probe′ = probe × keep on every channel (removed pixels are 0, black in [0, 1]);
+    For each P: keep = percentile masks of the probe's e₊ map (:func:`percentile_masks`: the top-P % ranked
+    pixels, equal values in a seeded random order, so P = 100 inserts the whole probe); probe′ = probe × keep on every channel (removed pixels are 0, black in [0, 1]);
     s_i(P) = cos(φ(gallery_i), φ(probe′_i)); the gallery is untouched.
 
     Args:
