@@ -23,7 +23,7 @@ import torch
 from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from torch import nn
 
-from fame_utils._checks import class_list
+from fame_utils._checks import check_unit_threshold, class_list
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
 
 __all__ = [
@@ -53,8 +53,9 @@ def iou(saliency: np.ndarray | torch.Tensor, box: Sequence[int], threshold: floa
         threshold: τ.
 
     Raises:
-        ValueError: map not 2-D or not finite, or a box outside the map / with x1 < x0 or y1 < y0.
+        ValueError: map not 2-D or not finite, τ NaN or outside [0, 1], or a box outside the map / with x1 < x0 or y1 < y0.
     """
+    check_unit_threshold(threshold, "threshold τ")
     array = saliency.detach().cpu().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency)
     if array.ndim != 2 or not np.all(np.isfinite(array)):
         raise ValueError(f"saliency must be one finite (H, W) map, got shape {array.shape}.")

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fame_utils._checks import check_similarities
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
 from fame_utils.metrics.stats import bootstrap_interval
 
@@ -81,6 +82,7 @@ def eer_threshold(scores: ArrayLike, labels: ArrayLike, paper_faithful: bool = F
     genuine = _as_labels(labels, values.size)
     if genuine.all() or not genuine.any():
         raise ValueError("eer_threshold needs both genuine (label 1) and impostor (label 0) pairs; got only one class.")
+    check_similarities(values, genuine)
     candidates = np.unique(values)[::-1]
     impostor_sorted = np.sort(values[~genuine])
     genuine_sorted = np.sort(values[genuine])
