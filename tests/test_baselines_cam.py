@@ -226,7 +226,18 @@ def test_dispatcher_fame_variants_and_random_are_reproducible(model, images):
     fame = classifier_maps("FAME", model, LAYER, images, [0, 1, 2], FAST)
     assert torch.equal(fame, explain_class(model, images, [0, 1, 2], FAST))
     faithful = classifier_maps("FAME-paper-faithful", model, LAYER, images, [0, 1, 2], FAST)
-    assert torch.equal(faithful, explain_class(model, images, [0, 1, 2], FAST.replace(paper_faithful=True)))
+    singles = [explain_class(model, images[i:i + 1], [c], FAST.replace(paper_faithful=True)) for i, c in enumerate([0, 1, 2])]
+    assert torch.equal(faithful, torch.cat(singles))
+
+
+def test_paper_faithful_maps_do_not_depend_on_the_batch(model, images):
+    # A large ε makes the batch-mean early stop fire: run together, the photos would be coupled.
+    with torch.no_grad():
+        logits = model(images)[torch.arange(3), torch.tensor([0, 1, 2])].abs()
+    config = FAST.replace(epsilon=float(logits.median()) + 1e-4)
+    alone = classifier_maps("FAME-paper-faithful", model, LAYER, images[1:2], [1], config)
+    together = classifier_maps("FAME-paper-faithful", model, LAYER, images, [0, 1, 2], config)
+    assert torch.equal(together[1:2], alone)
     first = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
     second = classifier_maps("Random", model, LAYER, images, [0, 1, 2], generator=torch.Generator().manual_seed(5))
     assert torch.equal(first, second)

@@ -35,15 +35,21 @@ def _cam(cam: Callable[[nn.Module, Any, torch.Tensor, list[int]], torch.Tensor])
     return lambda model, layer, images, classes, config, generator, normalizer: cam(model, layer, images, classes)
 
 
-def _fame(paper_faithful: bool) -> ClassifierFn:
-    return lambda model, layer, images, classes, config, generator, normalizer: explain_class(model, images, classes, config.replace(paper_faithful=paper_faithful))
+def _fame(model: nn.Module, layer: Any, images: torch.Tensor, classes: list[int], config: FameConfig, generator: Any, normalizer: Any) -> torch.Tensor:
+    return explain_class(model, images, classes, config.replace(paper_faithful=False))
+
+
+def _fame_paper_faithful(model: nn.Module, layer: Any, images: torch.Tensor, classes: list[int], config: FameConfig, generator: Any, normalizer: Any) -> torch.Tensor:
+    """One image per batch, as the original scripts ran: the batch-mean early stop then sees only that image."""
+    faithful = config.replace(paper_faithful=True)
+    return torch.cat([explain_class(model, images[i:i + 1], classes[i:i + 1], faithful) for i in range(images.shape[0])])
 
 
 _CLASSIFIERS: dict[str, ClassifierFn] = {
     **{name: _cam(cam) for name, cam in CAM_METHODS.items()},
     "FullGrad": lambda model, layer, images, classes, config, generator, normalizer: full_grad(model, images, classes, normalizer),
-    "FAME": _fame(paper_faithful=False),
-    "FAME-paper-faithful": _fame(paper_faithful=True),
+    "FAME": _fame,
+    "FAME-paper-faithful": _fame_paper_faithful,
     "Finer-FAME": lambda model, layer, images, classes, config, generator, normalizer: finer_fame(model, images, classes, config),
     "Random": lambda model, layer, images, classes, config, generator, normalizer: random_maps(images, generator=generator),
     "Centre Gaussian": lambda model, layer, images, classes, config, generator, normalizer: centre_gaussian_maps(images),

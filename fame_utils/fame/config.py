@@ -8,9 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-__all__ = ["FameConfig", "NORMALIZATIONS", "PAPER_CLASS_EPSILON"]
+__all__ = ["FameConfig", "NORMALIZATIONS", "PRECISIONS", "MEMORY_FORMATS", "PAPER_CLASS_EPSILON"]
 
 NORMALIZATIONS = ("minmax", "max")
+PRECISIONS = ("fp32", "bf16", "fp16")
+MEMORY_FORMATS = ("channels_last", "nchw")
 PAPER_CLASS_EPSILON = 1e-3
 """Early-stop threshold on |z_o| used by the authors' original classification script (docs/decisions.md#paper-faithful)."""
 
@@ -26,11 +28,19 @@ class FameConfig:
         clamp: ``(low, high)`` to clip x̄ after each step, or None.
         blur_kernel: Gaussian kernel size b (an even size is raised to the next odd number); None = no blur.
         blur_sigma: Gaussian σ.
-        normalization: ``"minmax"`` (default, reference code) or ``"max"`` (the paper's text).
+        normalization: ``"minmax"`` (default; the reference code and the original scripts) or ``"max"`` (the
+            paper's text); its own knob, independent of ``paper_faithful`` (docs/decisions.md#normalisation).
         paper_faithful: reproduce the original scripts (docs/decisions.md#paper-faithful): |z_o| with ε = 1e-3 for
-            classification when ``epsilon`` is None, batch-mean early stopping, ``"max"`` normalisation.
+            classification when ``epsilon`` is None, batch-mean early stopping (callers run one image per batch,
+            as the scripts did).
             Read the effective values from :attr:`effective_normalization`, :attr:`early_stop_rule`
             and :meth:`class_epsilon`, or all at once from :meth:`effective_settings`.
+        precision: ``"fp32"`` (default), or opt-in autocast of the forward/backward passes: ``"bf16"`` (CPU or CUDA)
+            or ``"fp16"`` (CUDA only). The LOTS update and the accumulated x̄ stay fp32 either way. Measured on the
+            shipped networks (2-core CPU, default config): bf16 maps have Spearman 0.974–0.979 to the fp32 maps.
+        memory_format: layout of the perturbed tensor during the run: ``"channels_last"`` (default; ~1.45× faster
+            per step on EfficientNet-Lite0 and ~1.2× on SFace on CPU, maps Spearman ≥ 0.998 to NCHW) or ``"nchw"``.
+            It changes only floating-point rounding, never the method.
     """
 
     step_size: float = 1 / 255
@@ -41,6 +51,8 @@ class FameConfig:
     blur_sigma: float = 7.7
     normalization: str = "minmax"
     paper_faithful: bool = False
+    precision: str = "fp32"
+    memory_format: str = "channels_last"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.step_size, (int, float)) and math.isfinite(self.step_size) and self.step_size > 0):
@@ -61,11 +73,15 @@ class FameConfig:
             raise ValueError(f"FameConfig.blur_sigma must be a positive number, got {self.blur_sigma!r}.")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"FameConfig.normalization must be one of {NORMALIZATIONS}, got {self.normalization!r}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"FameConfig.precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.memory_format not in MEMORY_FORMATS:
+            raise ValueError(f"FameConfig.memory_format must be one of {MEMORY_FORMATS}, got {self.memory_format!r}.")
 
     @property
     def effective_normalization(self) -> str:
-        """The normalisation actually applied: ``"max"`` under ``paper_faithful``, else :attr:`normalization`."""
-        return "max" if self.paper_faithful else self.normalization
+        """The normalisation actually applied: :attr:`normalization` (``paper_faithful`` does not change it)."""
+        return self.normalization
 
     @property
     def early_stop_rule(self) -> str:
@@ -92,6 +108,8 @@ class FameConfig:
             "blur_sigma": self.blur_sigma,
             "normalization": self.effective_normalization,
             "paper_faithful": self.paper_faithful,
+            "precision": self.precision,
+            "memory_format": self.memory_format,
         }
 
     def replace(self, **changes: object) -> "FameConfig":
