@@ -10,7 +10,7 @@ SMOKE_DIR ?= build/smoke
 INSTALL_FLAGS ?= -q
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup figures paper test unit notebooks nbval browser benchmarks lab clean
+.PHONY: setup figures paper html test unit notebooks nbval browser benchmarks lab clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ figures: setup
 
 paper: setup
 	$(BIN)/python -m fame_utils.workbook.run --profile paper --output figures
+
+# Offline HTML of the published notebooks (figures/notebooks/, written by `make figures`), index in reading order.
+html: setup
+	$(BIN)/python -m fame_utils.workbook.publish figures/notebooks build/html
 
 test: setup unit notebooks nbval browser
 

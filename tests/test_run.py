@@ -13,6 +13,7 @@ import pytest
 from fame_utils.workbook import widgets
 from fame_utils.workbook.run import NOTEBOOK_DIR, notebook_paths, run_notebooks
 
+README = NOTEBOOK_DIR.parent / "README.md"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
@@ -47,6 +48,26 @@ def test_runner_injects_profile_records_numbers_and_reports_failures(tmp_path: P
     assert manifest["notebooks"]["01_toy"]["status"] == "ok"
     assert manifest["notebooks"]["02_broken"]["status"].startswith("failed")
     assert (output / "executed" / "02_broken.ipynb").exists()
+
+
+def test_run_takes_one_sha_and_publishes_sanitised_notebooks_rendered_to_html(tmp_path: Path) -> None:
+    from fame_utils.workbook.publish import render_html
+
+    notebooks, output = tmp_path / "notebooks", tmp_path / "out"
+    notebooks.mkdir()
+    _write_toy_notebooks(notebooks)
+    run_notebooks("smoke", output, notebook_dir=notebooks)
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", manifest["run"]["git_sha"]) and manifest["run"]["profile"] == "smoke"
+    assert {entry["run_id"] for entry in manifest["notebooks"].values()} == {manifest["run"]["run_id"]}
+    assert [p.name for p in (output / "notebooks").iterdir()] == ["01_toy.ipynb"], "only notebooks that ran through"
+    published = (output / "notebooks" / "01_toy.ipynb").read_text()
+    assert str(tmp_path) not in published and "papermill" not in json.loads(published)["metadata"]
+    assert '"output_dir = \\"out\\"' in published
+    cells = nbformat.reads(published, as_version=4).cells
+    assert [c.execution_count for c in cells if c.cell_type == "code"] == [1, 2, 3]
+    index = render_html(output / "notebooks", tmp_path / "html", README).read_text()
+    assert '<a href="01_toy.html">' in index and (tmp_path / "html" / "01_toy.html").exists()
 
 
 def test_notebook_selection_by_prefix_and_unknown_prefix(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Usage::
 
 Each notebook is executed in order with ``profile``, ``output_dir`` (and ``seed`` when given) injected
 as papermill parameters. Executed copies and their recorded numbers go to ``DIR/executed/``; figures,
-tables and ``manifest.json`` go to ``DIR``. The exit status is non-zero if any notebook fails.
+tables and ``manifest.json`` go to ``DIR``; each notebook that ran through is also published, sanitised, as
+``DIR/notebooks/NN_name.ipynb`` (see :mod:`fame_utils.workbook.publish`). The exit status is non-zero if any notebook fails.
 The run holds one lock on ``DIR`` and takes the git SHA once, at its start; every notebook's entry goes
 from ``"running"`` to ``"ok"``, ``"failed"`` or ``"interrupted"``.
 """
@@ -28,6 +29,7 @@ from fame_utils.workbook.session import (
     MANIFEST, EXECUTED, PROFILES, RESULT_SOURCES, RUN_ID_ENV, RUN_SHA_ENV, OutputDirError, OutputLockedError, RunLock,
     atomic_write, edit_manifest, git_sha, resolve_output_dir, update_manifest,
 )
+from fame_utils.workbook.publish import publish_notebook
 from fame_utils.workbook.widgets import STATIC_WIDGETS_ENV
 
 __all__ = ["NOTEBOOK_DIR", "check", "notebook_paths", "run_notebooks", "main"]
@@ -129,7 +131,7 @@ def run_notebooks(
     lock = RunLock.acquire(output_dir)
     previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        sha = git_sha(notebook_dir)
+        sha = git_sha(REPO_ROOT)
         _warn_if_dirty(sha)
         _prepare_environment()
         os.environ[RUN_ID_ENV], os.environ[RUN_SHA_ENV] = lock.run_id, sha or ""
@@ -153,6 +155,7 @@ def _run_one(path: Path, output_dir: Path, profile: str, seed: int | None, run_i
     print(f"[fame_utils.workbook.run] {path.stem} (profile={profile})", flush=True)
     try:
         _execute(path, output_dir, parameters, profile)
+        publish_notebook(output_dir / EXECUTED / path.name, output_dir, REPO_ROOT)
         status = "ok"
     except KeyboardInterrupt:
         update_manifest(output_dir, "notebooks", path.stem, {**entry, "status": "interrupted"})
