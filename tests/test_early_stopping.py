@@ -184,3 +184,37 @@ def test_plain_callable_sees_the_whole_batch() -> None:
 def test_sample_loss_checks_the_batch_without_index() -> None:
     with pytest.raises(ValueError, match="batch has 1 samples but 2 classes"):
         class_loss(tanh_classifier(), [0, 1])(images(1, 16, seed=0))
+
+
+# --- speed settings: layout and opt-in precision ------------------------------------------------------
+
+
+def test_channels_last_changes_only_rounding() -> None:
+    model, x = tanh_classifier(), images(2, 16, seed=1)
+    run = config(epsilon=0.18)
+    nchw = optimize(x, class_loss(model, [0, 2]), run.replace(memory_format="nchw"))
+    channels_last = optimize(x, class_loss(model, [0, 2]), run)
+    assert channels_last.is_contiguous()
+    torch.testing.assert_close(channels_last, nchw, atol=1e-6, rtol=0)
+
+
+def test_bf16_autocast_keeps_the_lots_update_in_fp32() -> None:
+    weight = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(3))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(108, 1, bias=False)).eval()
+    model[1].weight.data = weight.reshape(1, 108)
+    x, steps = images(1, 6, seed=0), 4
+    perturbed = optimize(x, class_loss(model, [0]), config(iterations=steps, precision="bf16"))
+    assert perturbed.dtype == torch.float32
+    # under autocast the linear layer runs in bf16, so the gradient is w rounded to bf16: every step still moves the max by exactly η
+    assert (perturbed - x).abs().max().item() == pytest.approx(steps * ETA, abs=1e-6)
+    bf16_weight = weight.to(torch.bfloat16).float()
+    torch.testing.assert_close(perturbed - x, -steps * ETA * bf16_weight[None] / bf16_weight.abs().max(), atol=1e-6, rtol=0)
+
+
+def test_bad_speed_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="precision must be one of"):
+        FameConfig(precision="int8")
+    with pytest.raises(ValueError, match="memory_format must be one of"):
+        FameConfig(memory_format="nhwc")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        optimize(images(1, 8, seed=0), lambda b: b.sum(dim=(1, 2, 3)), config(precision="fp16"))

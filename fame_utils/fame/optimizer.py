@@ -16,6 +16,7 @@ from fame_utils.fame.config import FameConfig
 __all__ = ["LossFn", "SampleLoss", "OptimizationTrace", "optimize"]
 
 _GRAD_GUARD = 1e-12
+_MEMORY_FORMATS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}
 
 
 class SampleLoss:
@@ -106,7 +107,8 @@ def optimize(
     """
     config = config or FameConfig()
     check_batch(image, "image")
-    x = image.detach().clone()
+    precision = _autocast_dtype(config, image.device)
+    x = image.detach().clone(memory_format=_MEMORY_FORMATS[config.memory_format])
     batch = x.shape[0]
     active = torch.arange(batch, device=x.device)
     current = torch.full((batch,), float("nan"), dtype=x.dtype, device=x.device)
@@ -120,7 +122,8 @@ def optimize(
         steps = tqdm(steps, desc="FAME", leave=False)
     taken = 0
     for step in steps:
-        grad, losses = _gradient(loss_fn, x, active)
+        with torch.autocast(x.device.type, dtype=precision, enabled=precision is not None):
+            grad, losses = _gradient(loss_fn, x, active)
         current[active] = losses
         rows.append(current.clone())
         keep = _still_active(losses, current, config)
@@ -135,8 +138,18 @@ def optimize(
         if len(active) == 0:
             break
     if trace is not None:
-        _finish_trace(trace, loss_fn, x, active, current, rows, taken)
-    return x
+        with torch.autocast(x.device.type, dtype=precision, enabled=precision is not None):
+            _finish_trace(trace, loss_fn, x, active, current, rows, taken)
+    return x.contiguous()
+
+
+def _autocast_dtype(config: FameConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``config.precision`` on ``device`` (None = plain fp32)."""
+    if config.precision == "fp32":
+        return None
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"FameConfig.precision='fp16' needs a CUDA device, the image is on {device}; use 'bf16' on CPU.")
+    return torch.bfloat16 if config.precision == "bf16" else torch.float16
 
 
 def _gradient(loss_fn: LossFn, x: torch.Tensor, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,11 +157,11 @@ def _gradient(loss_fn: LossFn, x: torch.Tensor, active: torch.Tensor) -> tuple[t
     if isinstance(loss_fn, SampleLoss):
         x_in = x.index_select(0, active) if len(active) < x.shape[0] else x
         x_in = x_in.detach().requires_grad_(True)
-        losses = _evaluate(loss_fn, x_in, active)
+        losses = _evaluate(loss_fn, x_in, active).float()
         (grad,) = torch.autograd.grad(losses.sum(), x_in)
         return grad, losses.detach()
     x_in = x.detach().requires_grad_(True)
-    losses = _evaluate(loss_fn, x_in, None)
+    losses = _evaluate(loss_fn, x_in, None).float()
     (grad,) = torch.autograd.grad(losses[active].sum(), x_in)
     return grad.index_select(0, active), losses.detach()[active]
 
