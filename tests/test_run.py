@@ -110,3 +110,28 @@ def test_papermill_parses_every_parameter(path: Path, caplog: pytest.LogCaptureF
         names = list(inspect_notebook(str(path)))
     assert {"profile", "seed", "output_dir", "device"} <= set(names)
     assert "Unable to parse" not in caplog.text, caplog.text
+
+
+def test_dirty_run_warns_loudly(capsys: pytest.CaptureFixture[str]) -> None:
+    from fame_utils.workbook.run import _warn_if_dirty
+
+    _warn_if_dirty("abc123")
+    assert capsys.readouterr().err == ""
+    _warn_if_dirty("abc123-dirty")
+    assert "WARNING: the code or notebooks have uncommitted changes" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("made", "verdict"), [("latest", "verdict: current"), ("latest-dirty", "made from uncommitted code"),
+                                              ("0" * 40, "verdict: STALE")])
+def test_check_says_whether_outputs_are_current(tmp_path: Path, made: str, verdict: str) -> None:
+    import subprocess
+
+    from fame_utils.workbook.run import REPO_ROOT, check
+    from fame_utils.workbook.session import RESULT_SOURCES
+
+    latest = subprocess.run(["git", "log", "-1", "--format=%H", "--", *RESULT_SOURCES], cwd=REPO_ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    manifest = {"run": {"git_sha": made.replace("latest", latest)}, "notebooks": {"01_a": {"status": "ok"}, "02_b": {"status": "interrupted"}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    report = check(tmp_path)
+    assert verdict in report and "notebooks not ok: 02_b (interrupted)" in report
