@@ -25,6 +25,11 @@ def fggb_gradients(model: nn.Module, image: torch.Tensor, batched: bool = True, 
     time; None = all D at once, which on a 2-core CPU was slower than chunks of 32 because of memory
     traffic, see ``benchmarks/fggb.py``); ``batched=False`` runs D sequential backward passes.
     """
+    return _jacobian_and_embedding(model, image, batched, chunk_size)[0]
+
+
+def _jacobian_and_embedding(model: nn.Module, image: torch.Tensor, batched: bool, chunk_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`fggb_gradients` and φ̂(x) of the same forward pass."""
     if image.ndim != 3:
         raise ValueError(f"image must be one (C, H, W) tensor, got {tuple(image.shape)}.")
     x = image.detach()[None].requires_grad_(True)
@@ -32,14 +37,14 @@ def fggb_gradients(model: nn.Module, image: torch.Tensor, batched: bool = True, 
     dims = normalized.shape[0]
     if not batched:
         rows = [torch.autograd.grad(normalized[i], x, retain_graph=True)[0][0] for i in range(dims)]
-        return torch.stack(rows)
+        return torch.stack(rows), normalized.detach()
     identity = torch.eye(dims, dtype=normalized.dtype, device=normalized.device)
     step = chunk_size or dims
     chunks = []
     for start in range(0, dims, step):
         rows = identity[start : start + step]
         chunks.append(torch.autograd.grad(normalized, x, grad_outputs=rows, retain_graph=True, is_grads_batched=True)[0][:, 0])
-    return torch.cat(chunks)
+    return torch.cat(chunks), normalized.detach()
 
 
 def fggb(
@@ -71,9 +76,8 @@ def fggb(
     references_hat = l2_normalize(reference_embeddings(model, images, references))
     similar, dissimilar = [], []
     for image, reference in tqdm(zip(images, references_hat, strict=True), total=len(images), desc="FGGB", leave=False):
-        jacobian = fggb_gradients(model, image, batched=batched, chunk_size=chunk_size)
+        jacobian, embedding = _jacobian_and_embedding(model, image, batched, chunk_size)
         with torch.no_grad():
-            embedding = l2_normalize(model(image[None]).flatten(1))[0]
             subtract = threshold if per_dimension else threshold / embedding.numel()
             weights = reference * embedding - subtract
             magnitude = jacobian.abs().mean(dim=1)
