@@ -96,7 +96,7 @@ def _pair_set():
 
 def test_pair_set_scores_pairs_and_finds_their_eer_threshold() -> None:
     from fame_utils.evaluation.verification import clean_table, score_frame
-    from fame_utils.metrics.verification import eer_threshold
+    from fame_utils.metrics.verification import eer_threshold, verification_accuracy
 
     scored = _pair_set()
     assert scored.scores[:2] == pytest.approx([1.0, 1.0], abs=1e-5)  # a probe identical to its gallery image
@@ -104,6 +104,8 @@ def test_pair_set_scores_pairs_and_finds_their_eer_threshold() -> None:
     clean = clean_table({"sface": scored})
     assert clean.loc["sface", "pairs"] == 4 and clean.loc["sface", "genuine"] == 2
     assert clean.loc["sface", "clean_accuracy"] == scored.clean_accuracy
+    assert scored.threshold_4dp == eer_threshold(scored.scores, scored.labels, paper_faithful=True)[0]
+    assert clean.loc["sface", "clean_accuracy_4dp"] == verification_accuracy(scored.scores, scored.labels, scored.threshold_4dp)
     frame = score_frame({"sface": scored})
     assert frame["pair"].tolist() == ["genuine", "genuine", "impostor", "impostor"]
     with pytest.raises(ValueError, match="must match"):
@@ -126,6 +128,10 @@ def test_probe_curves_auc_table_and_record_on_random_weights() -> None:
     curves = probe_curves(scored, indices, {"A": centre, "B": 1.0 - centre}, seed=0)
     assert list(curves) == ["A", "B", *REFERENCE_MAPS]
     assert all(curve.labels.tolist() == [1, 0] for curve in curves.values())
+    assert all(curve.threshold == scored.threshold for curve in curves.values())
+    rounded = probe_curves(scored, indices, {"A": centre}, seed=0, threshold=scored.threshold_4dp)
+    assert rounded["A"].threshold == scored.threshold_4dp
+    np.testing.assert_array_equal(rounded["A"].deletion_scores, curves["A"].deletion_scores)
     table = auc_table({"sface": curves}, n_boot=20, seed=0)
     assert table.index.tolist() == [("sface", m) for m in curves]
     assert table[["deletion", "insertion"]].apply(lambda column: column.between(0, 100)).all().all()
