@@ -135,3 +135,32 @@ def test_check_says_whether_outputs_are_current(tmp_path: Path, made: str, verdi
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     report = check(tmp_path)
     assert verdict in report and "notebooks not ok: 02_b (interrupted)" in report
+
+
+def test_published_images_are_scaled_and_photo_sheets_become_jpeg(tmp_path: Path) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fame_utils.workbook.publish import MAX_IMAGE_WIDTH, publish_notebook
+
+    def png(array: np.ndarray) -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    noise = np.random.default_rng(0).integers(0, 256, (600, 2000, 3), dtype=np.uint8)
+    small = png(np.zeros((10, 20, 3), dtype=np.uint8))
+    cell = nbformat.v4.new_code_cell("show()", execution_count=7, outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png(noise), "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", data={"image/png": small}),
+        nbformat.v4.new_output("stream", name="stderr", text="100%|##| 3/3 [00:01<00:00]")])
+    (tmp_path / "executed").mkdir()
+    nbformat.write(_notebook([cell]), tmp_path / "executed" / "01_x.ipynb")
+    published = nbformat.read(publish_notebook(tmp_path / "executed" / "01_x.ipynb", tmp_path, tmp_path), as_version=4)
+    big, kept = published.cells[0].outputs
+    photo = Image.open(io.BytesIO(base64.b64decode(big.data["image/jpeg"])))
+    assert photo.format == "JPEG" and photo.size == (MAX_IMAGE_WIDTH, 300) and "image/png" not in big.data
+    assert kept.data["image/png"] == small and published.cells[0].execution_count == 1

@@ -23,17 +23,29 @@ __all__ = ["PUBLISHED", "MAX_IMAGE_WIDTH", "publish_notebook", "notebook_summary
 PUBLISHED = "notebooks"
 MAX_IMAGE_WIDTH = 1000
 """Pixels; wider inline images are scaled down so the published notebooks stay small."""
+MAX_PNG_CHARS = 300_000
+"""Base64 characters; a larger inline PNG (a photo sheet) is published as a JPEG (quality 85)."""
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def _shrink_png(data: str) -> str:
-    image = Image.open(io.BytesIO(base64.b64decode(data)))
-    if image.width <= MAX_IMAGE_WIDTH:
-        return data
-    height = round(image.height * MAX_IMAGE_WIDTH / image.width)
+def _shrink_image(data: dict) -> None:
+    """Scale an inline PNG to at most :data:`MAX_IMAGE_WIDTH` px; a large one (photos) becomes a JPEG."""
+    image = Image.open(io.BytesIO(base64.b64decode(data["image/png"])))
+    if image.width <= MAX_IMAGE_WIDTH and len(data["image/png"]) <= MAX_PNG_CHARS:
+        return
+    if image.width > MAX_IMAGE_WIDTH:
+        image = image.resize((MAX_IMAGE_WIDTH, round(image.height * MAX_IMAGE_WIDTH / image.width)), Image.LANCZOS)
     buffer = io.BytesIO()
-    image.resize((MAX_IMAGE_WIDTH, height), Image.LANCZOS).save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="PNG", optimize=True)
+    if buffer.tell() * 4 / 3 > MAX_PNG_CHARS:
+        background = Image.new("RGB", image.size, "white")
+        background.paste(image, mask=image.getchannel("A") if image.mode == "RGBA" else None)
+        buffer = io.BytesIO()
+        background.save(buffer, format="JPEG", quality=85, optimize=True)
+        del data["image/png"]
+        data["image/jpeg"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return
+    data["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _clean_outputs(outputs: list, replace: dict[str, str]) -> list:
@@ -46,7 +58,7 @@ def _clean_outputs(outputs: list, replace: dict[str, str]) -> list:
             continue
         data.pop(_WIDGET_VIEW, None)
         if "image/png" in data:
-            data["image/png"] = _shrink_png(data["image/png"])
+            _shrink_image(data)
         kept.append(output)
     for output in kept:
         if "text" in output:

@@ -227,7 +227,7 @@ class RunLock:
         """Take the lock for a new run (a fresh run id unless given)."""
         lock = cls(Path(output_dir), run_id or uuid.uuid4().hex)
         lock.record = {"run_id": lock.run_id, "pid": os.getpid(), "host": socket.gethostname(), "started": _now(),
-                       "command": " ".join(sys.argv)}
+                       "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
         path = lock.path
         for _ in range(3):
             try:
