@@ -67,7 +67,8 @@ def test_run_takes_one_sha_and_publishes_sanitised_notebooks_rendered_to_html(tm
     cells = nbformat.reads(published, as_version=4).cells
     assert [c.execution_count for c in cells if c.cell_type == "code"] == [1, 2, 3]
     index = render_html(output / "notebooks", tmp_path / "html", README).read_text()
-    assert '<a href="01_toy.html">' in index and (tmp_path / "html" / "01_toy.html").exists()
+    assert '<a href="01_toy.html">' in index
+    assert not re.search(r'<script[^>]*src="https?://', (tmp_path / "html" / "01_toy.html").read_text()), "offline: no CDN scripts"
 
 
 def test_notebook_selection_by_prefix_and_unknown_prefix(tmp_path: Path) -> None:

@@ -123,7 +123,7 @@ def render_html(published_dir: Path, html_dir: Path, readme: Path | None = None)
     from nbconvert import HTMLExporter
 
     html_dir.mkdir(parents=True, exist_ok=True)
-    exporter = HTMLExporter()
+    exporter = HTMLExporter(mathjax_url="", require_js_url="", widget_renderer_url="")  # offline: no CDN scripts
     items = []
     for path in sorted(published_dir.glob("[0-9][0-9]_*.ipynb")):
         body, _ = exporter.from_filename(str(path))

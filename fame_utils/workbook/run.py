@@ -84,7 +84,8 @@ def _warn_if_dirty(sha: str | None) -> None:
 
 
 def _execute(path: Path, output_dir: Path, parameters: dict[str, object], profile: str) -> None:
-    """Execute one notebook; its executed copy replaces the previous one only when papermill has finished."""
+    """Execute one notebook; its executed copy replaces the previous one when papermill finished or failed in a
+    cell, and not when the run was interrupted (the previous copy then stays)."""
     import papermill
 
     target = output_dir / EXECUTED / path.name
@@ -100,11 +101,20 @@ def _execute(path: Path, output_dir: Path, parameters: dict[str, object], profil
             log_output=False,
             execution_timeout=CELL_TIMEOUT[profile],
         )
-    finally:
-        if partial.exists():
-            with atomic_write(target) as file:
-                file.write(partial.read_text())
-            partial.unlink()
+    except Exception:
+        _keep(partial, target)
+        raise
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _keep(partial, target)
+
+
+def _keep(partial: Path, target: Path) -> None:
+    if partial.exists():
+        with atomic_write(target) as file:
+            file.write(partial.read_text())
+        partial.unlink()
 
 
 def run_notebooks(
