@@ -1,0 +1,162 @@
+"""How much faster is the workbook's FAME (and CorrRISE, FGGB) than the straightforward loop, and do the maps agree?
+
+In ONE process, with the two paths interleaved round by round (the machine may be shared; the best
+round of each path is kept), it prints for the shipped networks:
+
+* FAME seconds per image-iteration, straightforward (fp32, NCHW, one sample per run, fixed iterations)
+  vs the workbook's path (channels_last, locations batched, fp32) and the opt-in bf16 path: the ratio and
+  the Spearman rank correlation of the maps — Lite0 class map, Lite0 feature-map locations, SFace e₊/e₋;
+* the bare forward + input-gradient time of the same batch and layout, so the loop's overhead is visible;
+* CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D sequential
+  backward passes vs the current batched Jacobian.
+
+Nothing is asserted: timings depend on the machine. Usage:
+``python benchmarks/fame_speed.py [--iterations 10] [--locations 8] [--rounds 2] [--masks 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from scipy.stats import spearmanr
+
+from fame_utils.baselines.gradient import fggb
+from fame_utils.baselines.perturbation import corrrise, corrrise_masks
+from fame_utils.data import face_pairs, object_images
+from fame_utils.fame import FameConfig, all_locations, explain_class, explain_locations, explain_verification
+from fame_utils.models import load_model
+
+STRAIGHT = {"memory_format": "nchw"}
+PATHS = {"workbook fp32": {}, "workbook bf16 (opt-in)": {"precision": "bf16"}}
+
+
+def best_of(rounds: int, runs: dict[str, Callable[[], torch.Tensor]]) -> dict[str, tuple[float, torch.Tensor]]:
+    """Best wall time and result of each run, the runs interleaved round by round."""
+    best: dict[str, tuple[float, torch.Tensor]] = {}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            result = run()
+            seconds = time.perf_counter() - start
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, result)
+    return best
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean Spearman ρ over the maps of two (N, H, W) stacks."""
+    return float(sum(spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)) / len(a))
+
+
+def floor_seconds(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool, rounds: int, steps: int) -> float:
+    """Bare forward + gradient w.r.t. the input of ``batch``, ``steps`` times (the physical floor of a FAME run)."""
+    x = batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+    def run() -> torch.Tensor:
+        for _ in range(steps):
+            leaf = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(model(leaf).float().sum(), leaf)
+        return grad
+
+    return best_of(rounds, {"floor": run})["floor"][0]
+
+
+def report(title: str, samples: int, iterations: int, timed: dict[str, tuple[float, torch.Tensor]], floor: float | None = None) -> None:
+    straight_seconds, straight_maps = timed["straightforward"]
+    print(f"\n{title}: {samples} maps × {iterations} iterations")
+    for name, (seconds, maps) in timed.items():
+        per = seconds / (samples * iterations)
+        line = f"  {name:24s} {per * 1e3:8.1f} ms/image-iteration  speed-up x{straight_seconds / seconds:5.2f}  Spearman {rank_correlation(straight_maps, maps):.4f}"
+        if floor is not None and name == "workbook fp32":
+            line += f"  loop overhead {100 * (seconds / floor - 1):+.0f} % over forward+input-gradient"
+        print(line)
+
+
+def fame_class(spec, image: torch.Tensor, target: int, args: argparse.Namespace) -> None:
+    base = FameConfig(iterations=args.iterations)
+    runs = {"straightforward": lambda: explain_class(spec.module, image, [target], base.replace(**STRAIGHT))}
+    runs |= {name: (lambda c=base.replace(**changes): explain_class(spec.module, image, [target], c)) for name, changes in PATHS.items()}
+    floor = floor_seconds(spec.module, image[None], True, args.rounds, args.iterations)
+    report("FAME Lite0 class", 1, args.iterations, best_of(args.rounds, runs), floor)
+
+
+def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
+    locations = all_locations((7, 7))[: args.locations]
+    base = FameConfig(iterations=args.iterations)
+    runs = {"straightforward": lambda: explain_locations(spec.module, spec.target_layer, image, locations, base.replace(**STRAIGHT), batch_size=1)}
+    runs |= {
+        name: (lambda c=base.replace(**changes): explain_locations(spec.module, spec.target_layer, image, locations, c, batch_size=args.batch))
+        for name, changes in PATHS.items()
+    }
+    batch = image[None].expand(min(args.batch, len(locations)), -1, -1, -1)
+    floor = floor_seconds(spec.module, batch, True, args.rounds, args.iterations) * len(locations) / batch.shape[0]
+    report(f"FAME Lite0 locations (batch {args.batch})", len(locations), args.iterations, best_of(args.rounds, runs), floor)
+
+
+def fame_faces(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.Namespace) -> None:
+    base = FameConfig(iterations=args.iterations)
+
+    def both(config: FameConfig) -> torch.Tensor:
+        maps = explain_verification(spec.module, probe, gallery, config)
+        return torch.cat([maps["similar"], maps["dissimilar"]])
+
+    runs = {"straightforward": lambda: both(base.replace(**STRAIGHT))}
+    runs |= {name: (lambda c=base.replace(**changes): both(c)) for name, changes in PATHS.items()}
+    floor = 2 * floor_seconds(spec.module, probe[None], True, args.rounds, args.iterations)
+    report("FAME SFace e+/e-", 2, args.iterations, best_of(args.rounds, runs), floor)
+
+
+def baselines(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.Namespace) -> None:
+    masks = corrrise_masks(args.masks, tuple(probe.shape[-2:]))
+    corr = {
+        "straightforward": lambda: corrrise(spec.module, probe[None], gallery[None], masks=masks, batch_size=250)["similar"],
+        "workbook": lambda: corrrise(spec.module, probe[None], gallery[None], masks=masks)["similar"],
+    }
+    timed = best_of(args.rounds, corr)
+    print(f"\nCorrRISE SFace, {args.masks} masks per face (batch 250 = before, default = now)")
+    for name, (seconds, maps) in timed.items():
+        print(f"  {name:24s} {seconds:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}  Spearman {rank_correlation(timed['straightforward'][1], maps):.4f}")
+    grads = {
+        "straightforward": lambda: fggb(spec.module, probe[None], gallery[None], 0.3, batched=False)["similar"],
+        "workbook": lambda: fggb(spec.module, probe[None], gallery[None], 0.3)["similar"],
+    }
+    timed = best_of(args.rounds, grads)
+    print("\nFGGB SFace (D sequential backward passes vs batched Jacobian)")
+    for name, (seconds, maps) in timed.items():
+        print(f"  {name:24s} {seconds:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}  Spearman {rank_correlation(timed['straightforward'][1], maps):.4f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--locations", type=int, default=8, help="first N of the 49 Lite0 locations")
+    parser.add_argument("--batch", type=int, default=8, help="locations per batch on the workbook path")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--masks", type=int, default=100, help="CorrRISE masks per face (the workbook uses 500)")
+    parser.add_argument("--only", choices=["class", "locations", "faces", "baselines"], nargs="*")
+    args = parser.parse_args()
+    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    only = set(args.only or ["class", "locations", "faces", "baselines"])
+    if only & {"class", "locations"}:
+        lite0 = load_model("efficientnet_lite0", device="cpu")
+        photo = object_images()[0]
+        image = lite0.preprocess(photo.image)
+        if "class" in only:
+            fame_class(lite0, image, photo.classes[0], args)
+        if "locations" in only:
+            fame_locations(lite0, image, args)
+    if only & {"faces", "baselines"}:
+        sface = load_model("sface", device="cpu")
+        pair = face_pairs()[0]
+        probe, gallery = sface.preprocess(pair.probe), sface.preprocess(pair.gallery)
+        if "faces" in only:
+            fame_faces(sface, probe, gallery, args)
+        if "baselines" in only:
+            baselines(sface, probe, gallery, args)
+
+
+if __name__ == "__main__":
+    main()
