@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -139,7 +140,8 @@ def run_notebooks(
     paths = notebook_paths(selection, notebook_dir)
     output_dir = resolve_output_dir(output_dir)
     lock = RunLock.acquire(output_dir)
-    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
     try:
         sha = git_sha(REPO_ROOT)
         _warn_if_dirty(sha)
@@ -149,7 +151,8 @@ def run_notebooks(
         edit_manifest(output_dir, lambda manifest: manifest.__setitem__("run", run))
         return {path.stem: _run_one(path, output_dir, profile, seed, lock.run_id) for path in paths}
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
         for name in (RUN_ID_ENV, RUN_SHA_ENV):
             os.environ.pop(name, None)
         lock.release()
