@@ -61,9 +61,13 @@ def test_grad_cam_equals_hires_cam_on_efficientnet_lite(results):
             assert mean(results, network, "Grad-CAM", metric) == pytest.approx(mean(results, network, "HiResCAM", metric), abs=2e-4)
 
 
-def test_paper_faithful_fame_raises_low_tau_iou(results):
+def test_paper_faithful_fame_keeps_min_max_maps_so_its_iou_matches_fames_while_the_logit_is_positive(results):
+    # Normalisation is its own knob (min-max in both modes): with the smoke profile's T = 5 the logit stays
+    # positive, z_o and |z_o| take the same steps, and the thresholded maps agree.
     for network in results["networks"]:
-        assert mean(results, network, "FAME (paper-faithful)", "iou@0.3 (default)") > mean(results, network, "FAME", "iou@0.3 (default)")
+        for tau in ("0.3", "0.5", "0.7"):
+            metric = f"iou@{tau} (default)"
+            assert mean(results, network, "FAME (paper-faithful)", metric) == pytest.approx(mean(results, network, "FAME", metric), abs=1e-6)
 
 
 def test_fame_modes_share_road_numbers_until_the_logit_turns_at_zero(results):
