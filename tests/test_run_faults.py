@@ -162,3 +162,19 @@ def test_interactive_run_writes_to_build_lab_and_leaves_figures_untouched(tmp_pa
     finally:
         for path in written:
             path.unlink(missing_ok=True)
+
+
+def test_sigterm_marks_the_notebook_interrupted_and_frees_the_folder(tmp_path: Path) -> None:
+    output, pid_file = tmp_path / "out", tmp_path / "kernel.pid"
+    notebooks = _toy(tmp_path / "nb", figures=400, pixels=200, pid_file=pid_file)
+    code = f"from fame_utils.workbook.run import run_notebooks; run_notebooks('smoke', {str(output)!r}, notebook_dir=__import__('pathlib').Path({str(notebooks)!r}))"
+    runner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (output / "fig_0.png").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)
+    _, stderr = runner.communicate(timeout=120)
+    _wait_dead(int(pid_file.read_text()))
+    assert "KeyboardInterrupt: signal 15" in stderr
+    assert _manifest(output)["notebooks"]["01_toy"]["status"] == "interrupted"
+    assert RunLock.holder(output) is None and not (output / "executed" / "01_toy.ipynb").exists()
