@@ -12,8 +12,9 @@ from fame_utils.baselines.cam import finer_cam, full_grad, grad_cam, hires_cam
 from fame_utils.baselines.gradient import fggb
 from fame_utils.baselines.perturbation import corrrise
 from fame_utils.fame import FameConfig, explain_class, explain_locations, explain_verification
-from fame_utils.layers import LayerOutputError, LayerReusedError
+from fame_utils.layers import LayerOutputError, LayerReusedError, probe_layer
 from fame_utils.metrics import eer_threshold, iou
+from fame_utils.models import available_models, load_model
 from tiny_models import Recorder
 
 FAST = FameConfig(iterations=2, blur_kernel=3, blur_sigma=1.0)
@@ -281,3 +282,14 @@ def test_classifier_methods_need_one_class_per_image(method):
 def test_pair_methods_need_one_reference_per_image(method):
     with pytest.raises(ValueError, match=r"reference"):
         PAIR_METHODS[method](embedder(), images(batch=3), images(batch=2))
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_every_stage_and_cam_layer_of_the_shipped_networks_runs_once(name):
+    spec = load_model(name, weights=None, device="cpu")
+    spec.module.to("meta")
+    x = torch.zeros(1, 3, spec.input_size, spec.input_size, device="meta")
+    for layer in [*spec.stages, spec.target_layer]:
+        output, _ = probe_layer(spec.module, layer, x)
+        assert output.ndim == 4, (name, layer)
+    assert no_hooks(spec.module)
