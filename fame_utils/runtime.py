@@ -15,7 +15,7 @@ import re
 import numpy as np
 import torch
 
-__all__ = ["DEVICE_CHOICES", "DeviceError", "resolve_device", "seed_everything"]
+__all__ = ["DEVICE_CHOICES", "DeviceError", "process_alive", "resolve_device", "seed_everything"]
 
 #: What ``device`` may be, in words (``"cuda:N"`` is any CUDA device index).
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
@@ -91,3 +91,14 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -156,6 +156,7 @@ def test_manifest_updates_from_parallel_notebook_runs_are_all_kept(tmp_path) -> 
 
 
 def test_git_sha_is_dirty_only_when_code_or_notebooks_changed(tmp_path: Path) -> None:
+    import os
     import subprocess
 
     from fame_utils.workbook.session import git_sha
@@ -177,3 +178,16 @@ def test_git_sha_is_dirty_only_when_code_or_notebooks_changed(tmp_path: Path) ->
     (tmp_path / "fame_utils" / "fame.py").write_text("STEP = 2\n")
     assert git_sha(tmp_path / "fame_utils") == f"{clean}-dirty"
     assert git_sha(tmp_path / "figures") == f"{clean}-dirty"
+
+
+def test_process_alive_tells_a_running_process_from_a_finished_one() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from fame_utils.runtime import process_alive
+
+    assert process_alive(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid)

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
+from fame_utils.runtime import process_alive
+
 __all__ = ["LOCK_NAME", "RunLock", "RunLockedError"]
 
 LOCK_NAME = "run.lock"
@@ -22,16 +24,6 @@ LOCK_NAME = "run.lock"
 
 class RunLockedError(RuntimeError):
     """Another run holds the output folder."""
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunLock:
@@ -61,7 +53,7 @@ class RunLock:
 
     def _stale(self, holder: dict) -> bool:
         pid = holder.get("pid")
-        return holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not _process_alive(pid)
+        return holder.get("host") == socket.gethostname() and isinstance(pid, int) and pid != os.getpid() and not process_alive(pid)
 
     def acquire(self) -> None:
         """Take the lock (see the class)."""

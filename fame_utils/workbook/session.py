@@ -31,7 +31,7 @@ from typing import IO, Any
 import torch
 
 from fame_utils.runtime import package_versions as installed_versions
-from fame_utils.runtime import resolve_device, seed_everything
+from fame_utils.runtime import process_alive, resolve_device, seed_everything
 
 __all__ = [
     "PROFILES", "LAB_DIR", "OutputDirError", "OutputLockedError", "RunLock", "Session", "atomic_write", "choose",
@@ -199,16 +199,6 @@ def resolve_output_dir(output_dir: str | Path | None) -> Path:
     return out.resolve()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @dataclass
 class RunLock:
     """The one lock a run holds on its output folder (``DIR/.run.lock``: run id, pid, host, start, command).
@@ -260,7 +250,7 @@ class RunLock:
         if held is None:
             return
         same_host = held.get("host") == socket.gethostname()
-        if held and not (same_host and not _pid_alive(int(held.get("pid", -1)))):
+        if held and not (same_host and not process_alive(int(held.get("pid", -1)))):
             raise OutputLockedError(
                 f"{path.parent} is in use by another run (pid {held.get('pid')} on {held.get('host')}, started "
                 f"{held.get('started')}, command: {held.get('command')}); wait for it, or choose another output folder.")
