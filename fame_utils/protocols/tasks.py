@@ -172,7 +172,7 @@ class VerificationTask:
             labels.append(chunk["labels"])
         score, label = np.concatenate(scores), np.concatenate(labels)
         try:
-            threshold, eer = eer_threshold(score, label)
+            threshold, eer = eer_threshold(score, label, rule="midpoint")
         except ValueError as error:
             raise ProtocolInputError(f"split {items[0].split}: {error}") from error
         return {"item_ids": np.array([item.item_id for item in items]), "scores": score, "labels": label,
