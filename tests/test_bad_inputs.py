@@ -11,7 +11,8 @@ from torch import nn
 from fame_utils.baselines.cam import finer_cam, full_grad, grad_cam, hires_cam
 from fame_utils.baselines.gradient import fggb
 from fame_utils.baselines.perturbation import corrrise
-from fame_utils.fame import FameConfig, explain_class, explain_locations, explain_verification
+from fame_utils.fame import FameConfig, explain_class, explain_locations, explain_verification, optimize
+from fame_utils.fame.losses import class_loss
 from fame_utils.layers import LayerOutputError, LayerReusedError, probe_layer
 from fame_utils.metrics import eer_threshold, iou
 from fame_utils.models import available_models, load_model
@@ -206,6 +207,16 @@ def test_fame_under_no_grad_equals_the_normal_run():
         got_locations = explain_locations(model, "2", x[0], [(1, 2)], FAST)
     assert expected.abs().sum() > 0
     assert torch.equal(got, expected) and torch.equal(got_locations, expected_locations)
+
+
+def test_optimize_under_no_grad_equals_the_normal_run():
+    model, x = classifier(), images()
+    loss = class_loss(model, [0, 3])
+    expected = optimize(x, loss, FAST)
+    with torch.no_grad():
+        got = optimize(x, loss, FAST)
+    assert not torch.equal(expected, x)
+    assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,8 @@ def optimize(
     Returns:
         x̄, detached, same shape, dtype and device as ``image``.
 
+    Works under an enclosing ``torch.no_grad()``: the gradient steps enable gradients themselves.
+
     Raises:
         ValueError: bad image, or ``loss_fn`` not returning shape (B',).
     """
@@ -122,7 +124,7 @@ def optimize(
         steps = tqdm(steps, desc="FAME", leave=False)
     taken = 0
     for step in steps:
-        with torch.autocast(x.device.type, dtype=precision, enabled=precision is not None):
+        with torch.enable_grad(), torch.autocast(x.device.type, dtype=precision, enabled=precision is not None):
             grad, losses = _gradient(loss_fn, x, active)
         current[active] = losses
         rows.append(current.clone())
