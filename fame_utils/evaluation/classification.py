@@ -28,7 +28,7 @@ from fame_utils.baselines.registry import classifier_maps, method_label
 from fame_utils.fame import FameConfig
 from fame_utils.metrics.classification import IOU_THRESHOLDS, Normalizer, RoadCurves, box_in_input, iou, road_curves
 from fame_utils.metrics.masks import DEFAULT_PERCENTS
-from fame_utils.metrics.stats import bootstrap_ci
+from fame_utils.metrics.stats import bootstrap_ci, paired_comparison
 
 __all__ = [
     "BOX_CONVENTIONS",
@@ -37,6 +37,7 @@ __all__ = [
     "PreparedSample",
     "expected_random_iou",
     "format_table",
+    "paired_table",
     "prepare_samples",
     "run_benchmark",
     "samples_from_imagenet",
@@ -261,3 +262,29 @@ def format_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     wide = wide[order].reset_index()
     wide.columns.name = None
     return wide.rename(columns=AUC_COLUMN_NAMES)
+
+def paired_table(records: pd.DataFrame, reference: str = "FAME") -> pd.DataFrame:
+    """Paired tests of ``reference`` against every other method on the same photos, per network and metric.
+
+    One row per (network, baseline, metric) of ``records`` (:attr:`BenchmarkResult.records`): ``n`` photos with
+    both values, ``median_difference`` (reference − baseline), matched-pairs ``rank_biserial`` and the two-sided
+    Wilcoxon signed-rank ``p_value`` (:func:`~fame_utils.metrics.stats.paired_comparison`); a metric no photo has
+    for both methods gives ``n`` = 0 and NaN.
+
+    Raises:
+        ValueError: ``reference`` is not a method of a network's records.
+    """
+    metrics = [c for c in records.columns if c not in ("network", "sample", "method")]
+    rows = []
+    for network, group in records.groupby("network", sort=False):
+        methods = list(dict.fromkeys(group["method"]))
+        if reference not in methods:
+            raise ValueError(f"paired_table: reference {reference!r} has no records on {network}; methods there: {methods}.")
+        for metric in metrics:
+            wide = group.pivot(index="sample", columns="method", values=metric)
+            for baseline in (m for m in methods if m != reference):
+                both = wide[[reference, baseline]].dropna()
+                result = paired_comparison(both[reference], both[baseline]) if len(both) else (0, float("nan"), float("nan"), float("nan"))
+                rows.append(dict(network=network, reference=reference, baseline=baseline, metric=metric,
+                                 **dict(zip(("n", "median_difference", "rank_biserial", "p_value"), result))))
+    return pd.DataFrame(rows)

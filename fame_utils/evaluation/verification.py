@@ -21,6 +21,7 @@ from fame_utils.baselines.registry import VERIFICATION_METHODS, explain_pairs
 from fame_utils.data import face_pairs
 from fame_utils.data.protocols import FACE_PROTOCOLS, ProtocolPair, load_face_protocol
 from fame_utils.fame import FameConfig
+from fame_utils.metrics.stats import paired_comparison
 from fame_utils.metrics.verification import (
     VerificationCurves,
     bootstrap_auc_interval,
@@ -42,6 +43,7 @@ __all__ = [
     "probe_curves",
     "auc_table",
     "auc_record",
+    "paired_auc_table",
     "centre_share",
     "protocol_aucs",
     "user_protocol_table",
@@ -172,6 +174,34 @@ def auc_record(table: pd.DataFrame, methods: Sequence[str] = VERIFICATION_METHOD
         best_deletion=summary["deletion"].idxmin(), best_insertion=summary["insertion"].idxmax(),
     )
     return record, pd.concat([summary, references])
+
+
+def paired_auc_table(curves: dict[str, dict[str, VerificationCurves]], reference: str = "FAME") -> pd.DataFrame:
+    """Paired tests of ``reference`` against every other method on the same pairs, per network and sweep.
+
+    Each pair's AUC is that of its own 0/1 correctness curve (:meth:`VerificationCurves.pair_aucs`; their mean is
+    the Table 2 AUC). One row per (network, baseline, metric ∈ deletion/insertion AUC): ``n`` pairs,
+    ``median_difference`` (reference − baseline), matched-pairs ``rank_biserial`` and the two-sided Wilcoxon
+    signed-rank ``p_value`` (:func:`~fame_utils.metrics.stats.paired_comparison`).
+
+    Raises:
+        ValueError: ``reference`` is missing on a network, or a method's curves cover other pairs (labels differ).
+    """
+    rows = []
+    for network, by_method in curves.items():
+        if reference not in by_method:
+            raise ValueError(f"paired_auc_table: reference {reference!r} has no curves on {network}; methods there: {list(by_method)}.")
+        base = by_method[reference]
+        for baseline, curve in by_method.items():
+            if baseline == reference:
+                continue
+            if not np.array_equal(curve.labels, base.labels):
+                raise ValueError(f"paired_auc_table: {network}: {baseline!r} was swept on {len(curve.labels)} pairs with other labels than "
+                                 f"{reference!r} ({len(base.labels)} pairs); sweep both on the same pairs.")
+            for kind in ("deletion", "insertion"):
+                result = paired_comparison(base.pair_aucs(kind), curve.pair_aucs(kind))
+                rows.append(dict(network=network, reference=reference, baseline=baseline, metric=f"{kind} AUC", **result._asdict()))
+    return pd.DataFrame(rows)
 
 
 def centre_share(similar_maps: torch.Tensor) -> float:

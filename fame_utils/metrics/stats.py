@@ -1,4 +1,5 @@
-"""Uncertainty and agreement: the one percentile-bootstrap interval (``scipy.stats.bootstrap``) and the one map correlation.
+"""Uncertainty and agreement: the one percentile-bootstrap interval (``scipy.stats.bootstrap``), the one paired test
+(Wilcoxon signed-rank with its effect size) and the one map correlation.
 
 Plain numbers in, plain numbers out; it knows nothing of maps' meaning, networks or tables.
 """
@@ -6,12 +7,13 @@ Plain numbers in, plain numbers out; it knows nothing of maps' meaning, networks
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.stats import bootstrap
+from scipy.stats import bootstrap, rankdata, wilcoxon
 
-__all__ = ["bootstrap_interval", "bootstrap_ci", "map_correlations", "mean_map_correlation"]
+__all__ = ["PairedComparison", "bootstrap_interval", "bootstrap_ci", "map_correlations", "mean_map_correlation", "paired_comparison"]
 
 
 def bootstrap_interval(
@@ -50,6 +52,52 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, confidence: float = 0.95,
         raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
     low, high = bootstrap_interval(lambda drawn: data[drawn].mean(axis=-1), data.size, confidence, resamples, seed)
     return float(data.mean()), low, high
+
+
+class PairedComparison(NamedTuple):
+    """Paired comparison of two methods on the same units (differences d = reference − other).
+
+    Attributes:
+        n: units with a finite value for both methods.
+        median_difference: median of d over those units.
+        rank_biserial: matched-pairs rank-biserial correlation (T₊ − T₋) / (T₊ + T₋) of the Wilcoxon rank sums
+            over the non-zero d; +1 = every non-zero d positive, −1 = every one negative, 0 = balanced.
+        p_value: two-sided Wilcoxon signed-rank p (``scipy.stats.wilcoxon``, zero differences dropped).
+    """
+
+    n: int
+    median_difference: float
+    rank_biserial: float
+    p_value: float
+
+
+def paired_comparison(reference: Sequence[float] | np.ndarray, other: Sequence[float] | np.ndarray) -> PairedComparison:
+    """Wilcoxon signed-rank test and effect size of ``reference`` against ``other`` on the same units.
+
+    Units where either value is NaN are dropped. When every difference is zero there is nothing to rank:
+    rank-biserial 0 and p = 1.
+
+    Raises:
+        ValueError: the two sequences differ in length, are not 1-D, or share no unit with two finite values.
+    """
+    first = np.asarray(reference, dtype=np.float64)
+    second = np.asarray(other, dtype=np.float64)
+    if first.ndim != 1 or second.ndim != 1:
+        raise ValueError(f"paired_comparison needs two 1-D sequences, got reference of shape {first.shape} and other of shape {second.shape}.")
+    if first.size != second.size:
+        raise ValueError(f"paired_comparison compares the same units: reference has {first.size} values, other has {second.size}; "
+                         "pass one value per unit to both.")
+    usable = np.isfinite(first) & np.isfinite(second)
+    if not usable.any():
+        raise ValueError(f"paired_comparison: none of the {first.size} units has a finite value for both methods.")
+    differences = first[usable] - second[usable]
+    nonzero = differences[differences != 0]
+    if nonzero.size == 0:
+        return PairedComparison(int(differences.size), 0.0, 0.0, 1.0)
+    ranks = rankdata(np.abs(nonzero))
+    rank_biserial = (ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum()
+    p_value = wilcoxon(differences, zero_method="wilcox", alternative="two-sided").pvalue
+    return PairedComparison(int(differences.size), float(np.median(differences)), float(rank_biserial), float(p_value))
 
 
 def map_correlations(maps: torch.Tensor | np.ndarray) -> np.ndarray:

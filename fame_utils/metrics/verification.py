@@ -152,6 +152,16 @@ class VerificationCurves:
         index = np.asarray(list(pairs), dtype=np.int64)
         return VerificationCurves(self.percents, self.deletion_scores[:, index], self.insertion_scores[:, index], self.labels[index], self.threshold)
 
+    def pair_aucs(self, kind: str) -> np.ndarray:
+        """Normalised AUC × 100 of each pair's own 0/1 correctness curve ``(N,)``; their mean is the sweep's AUC.
+
+        The AUC is linear in the curve and the accuracy curve is the mean of the pairs' curves, so
+        ``pair_aucs(kind).mean()`` equals ``deletion_auc`` / ``insertion_auc``: the per-pair values a paired test
+        of two methods on the same pairs compares.
+        """
+        grid = np.asarray(self.percents, dtype=np.float64)
+        return 100.0 * np.trapezoid(self.correct(kind).astype(np.float64), grid, axis=0) / (grid[-1] - grid[0])
+
     @property
     def deletion(self) -> np.ndarray:
         """Verification accuracy (fraction) per ratio when the top-P % probe pixels are blacked out."""
