@@ -15,8 +15,8 @@ from torch import nn
 
 from fame_utils.evaluation.classification import paired_table
 from fame_utils.evaluation.verification import paired_auc_table
-from fame_utils.metrics.stats import paired_comparison
-from fame_utils.metrics.verification import VerificationCurves
+from fame_utils.metrics.stats import bootstrap_ci, paired_comparison
+from fame_utils.metrics.verification import VerificationCurves, bootstrap_auc_interval
 
 
 # ---------------------------------------------------------------- paired_comparison
@@ -89,6 +89,13 @@ def test_pair_aucs_by_hand_and_their_mean_is_the_table_auc() -> None:
     assert curves.pair_aucs("insertion").mean() == pytest.approx(curves.insertion_auc, abs=1e-12)
     with pytest.raises(ValueError, match="kind"):
         curves.pair_aucs("both")
+
+
+def test_table2_interval_is_the_scipy_bootstrap_of_the_mean_pair_auc() -> None:
+    rng = np.random.default_rng(5)
+    curves = _curves(rng.uniform(size=(3, 12)), rng.uniform(size=(3, 12)), [1, 0] * 6)
+    _, low, high = bootstrap_ci(curves.pair_aucs("insertion"), 0.9, resamples=300, seed=4)
+    assert bootstrap_auc_interval(curves, "insertion", n_boot=300, level=0.9, seed=4) == pytest.approx((low, high), abs=1e-9)
 
 
 # ---------------------------------------------------------------- Table 2 paired table

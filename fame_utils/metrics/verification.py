@@ -232,16 +232,11 @@ def deletion_insertion(
 def bootstrap_auc_interval(
     curves: VerificationCurves, kind: str, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC × 100, resampling pairs with replacement (:func:`~fame_utils.metrics.stats.bootstrap_interval`).
+    """Percentile bootstrap interval of the AUC × 100, resampling pairs with replacement (:func:`~fame_utils.metrics.stats.bootstrap_interval`
+    of the mean of :meth:`VerificationCurves.pair_aucs`).
 
     Raises:
         ValueError: ``kind`` unknown, ``n_boot`` < 1 or ``level`` outside (0, 1).
     """
-    correct = curves.correct(kind).astype(np.float64)
-    grid = np.asarray(curves.percents)
-
-    def auc(drawn: np.ndarray) -> np.ndarray:
-        accuracy = correct[:, drawn].mean(axis=-1)  # (P, n_boot)
-        return 100.0 * np.trapezoid(accuracy, grid, axis=0) / (grid[-1] - grid[0])
-
-    return bootstrap_interval(auc, correct.shape[1], level, n_boot, seed)
+    pair_aucs = curves.pair_aucs(kind)
+    return bootstrap_interval(lambda drawn: pair_aucs[drawn].mean(axis=-1), pair_aucs.size, level, n_boot, seed)
