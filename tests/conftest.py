@@ -11,6 +11,12 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def private_map_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with an empty map cache of its own, so no test is served a map stored by another or by a run."""
+    monkeypatch.setenv("FAME_CACHE_DIR", str(tmp_path_factory.mktemp("map_cache")))
+
+
 def smoke_results(stem: str) -> dict:
     """Recorded numbers of notebook ``stem`` from the smoke run in ``$FAME_SMOKE_DIR`` (skip if absent)."""
     smoke_dir = os.environ.get("FAME_SMOKE_DIR")

@@ -17,7 +17,7 @@ PACKAGE = REPO_ROOT / "fame_utils"
 
 #: Layer of each top-level part of the package, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = {
-    "fame_utils": 0, "fame_utils._checks": 0, "fame_utils.runtime": 0, "fame_utils.layers": 0,
+    "fame_utils": 0, "fame_utils._checks": 0, "fame_utils.runtime": 0, "fame_utils.layers": 0, "fame_utils.cache": 0,
     "fame_utils.models": 1, "fame_utils.data": 1,
     "fame_utils.fame": 2,
     "fame_utils.metrics": 3,

@@ -1,15 +1,24 @@
-"""The on-disk map cache: one computation per key, keys that change with everything that affects a map."""
+"""The on-disk map cache: one computation per key, keys that change with everything that affects a map, and the
+runners that use it giving the tables of an uncached run."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
-from fame_utils.evaluation import cache
+from fame_utils import cache
+from fame_utils.baselines import registry
+from fame_utils.baselines.registry import classifier_maps
+from fame_utils.evaluation import classification
+from fame_utils.evaluation.classification import PreparedSample
 from fame_utils.fame import FameConfig, explain_class
-from tiny_models import tanh_classifier
+from fame_utils.metrics.classification import Normalizer
+from fame_utils.workbook import nb03_atlas
+from tiny_models import cam_classifier, cam_embedder, grid7_network, tanh_classifier
 
 
 @pytest.fixture(autouse=True)
@@ -22,10 +31,10 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def key(**changes: object) -> str:
     parts = {
         "network": "tiny",
-        "model": tanh_classifier(),
+        "weights": tanh_classifier(),
         "inputs": [torch.zeros(1, 3, 8, 8)],
         "method": "FAME",
-        "config": FameConfig(iterations=3).effective_settings(),
+        "config": {"fame": FameConfig(iterations=3)},
         "code": ["fame_utils.fame"],
         **changes,
     }
@@ -41,7 +50,7 @@ def test_a_map_is_computed_once_and_served_equal(private_cache: Path) -> None:
         calls.append(1)
         return explain_class(model, x, [0, 1], config)
 
-    name = cache.map_key("tiny", model, [x], "FAME", config.effective_settings(), ["fame_utils.fame"])
+    name = cache.map_key("tiny", model, [x], "FAME", {"fame": config}, ["fame_utils.fame"])
     first, second = cache.cached(name, compute), cache.cached(name, compute)
     assert len(calls) == 1 and torch.equal(first, second)
     assert [p.name for p in private_cache.iterdir()] == [f"{name}.pt"]  # no temporary file left behind
@@ -56,19 +65,24 @@ def test_dicts_of_maps_round_trip() -> None:
 
 def test_the_key_changes_with_everything_that_affects_the_map() -> None:
     base = key()
-    assert key() == base
+    assert key() == base == key(weights=cache.weights_digest(tanh_classifier()))
     changed_weights = tanh_classifier(seed=1)
     variants = [
         key(network="other"),
-        key(model=changed_weights),
+        key(weights=changed_weights),
         key(inputs=[torch.ones(1, 3, 8, 8)]),
         key(inputs=[torch.zeros(1, 3, 8, 8, dtype=torch.float64)]),
         key(method="Grad-CAM"),
-        key(config=FameConfig(iterations=4).effective_settings()),
-        key(config=FameConfig(iterations=3, precision="bf16").effective_settings()),
+        key(config={"fame": FameConfig(iterations=4)}),
+        key(config={"fame": FameConfig(iterations=3, precision="bf16")}),
+        key(config={"fame": FameConfig(iterations=3, memory_format="nchw")}),
+        key(config={"fame": FameConfig(iterations=3, normalization="max")}),
+        key(config={"fame": FameConfig(iterations=3, paper_faithful=True)}),
+        key(config={"fame": FameConfig(iterations=3), "batch_size": 2}),
         key(code=["fame_utils.fame", "fame_utils.layers"]),
     ]
     assert base not in variants and len(set(variants)) == len(variants)
+    assert cache.tensor_digest(torch.tensor(3)) != cache.tensor_digest(torch.tensor(4))  # 0-d buffers (BatchNorm's counter)
 
 
 def test_editing_the_code_invalidates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,3 +110,108 @@ def test_cache_off_always_computes(private_cache: Path, monkeypatch: pytest.Monk
     for _ in range(2):
         cache.cached("off", lambda: calls.append(1) or torch.ones(1))
     assert len(calls) == 2 and not private_cache.exists()
+
+
+def test_disabled_computes_inside_the_block_only(private_cache: Path) -> None:
+    calls = []
+
+    def compute() -> torch.Tensor:
+        calls.append(1)
+        return torch.ones(1)
+
+    with cache.disabled():
+        assert not cache.enabled()
+        cache.cached("timed", compute)
+    assert cache.enabled() and not private_cache.exists()
+    cache.cached("timed", compute), cache.cached("timed", compute)
+    assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- the runners use it
+def _tiny_benchmark_inputs() -> tuple[SimpleNamespace, list]:
+    spec = SimpleNamespace(name="tiny", module=cam_classifier(), target_layer="features.3", device=torch.device("cpu"),
+                           mean=(0.5,) * 3, std=(0.5,) * 3, bgr=False)
+    normalizer = Normalizer.from_spec(spec)
+    pixels = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    boxes = [(2, 2, 10, 12), (4, 0, 16, 8), None]
+    samples = [PreparedSample(f"p{i}", i + 1, normalizer(pixels[i]), pixels[i], {"default": box, "paper-faithful": box}) for i, box in enumerate(boxes)]
+    return spec, samples
+
+
+def test_a_cached_benchmark_gives_the_uncached_tables_and_computes_each_map_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, samples = _tiny_benchmark_inputs()
+    computed: list[str] = []
+
+    def spy(method: str, *args: object) -> torch.Tensor:
+        computed.append(method)
+        return classifier_maps(method, *args)
+
+    monkeypatch.setattr(classification, "classifier_maps", spy)
+    methods = ["FAME", "Grad-CAM", "Random", "FullGrad", "Centre Gaussian"]
+
+    def run() -> classification.BenchmarkResult:
+        computed.clear()
+        return classification.run_benchmark(spec, samples, methods, FameConfig(iterations=3, blur_kernel=5, blur_sigma=1.5),
+                                            torch.Generator().manual_seed(0), percents=(0, 50, 100), imputation=True, batch_size=2, progress=False)
+
+    first = run()
+    assert computed == [m for m in methods for _ in range(2)]  # two batches per method
+    second = run()
+    assert computed == ["Random", "Random"]  # the generator's draws stay those of an uncached run
+    monkeypatch.setenv("FAME_CACHE", "off")
+    uncached = run()
+    assert len(computed) == 2 * len(methods)
+    for result in (second, uncached):
+        pd.testing.assert_frame_equal(result.records, first.records, check_exact=True)
+        assert all(torch.equal(result.maps[m], first.maps[m]) for m in first.maps)
+    assert not torch.equal(first.maps["FAME"], first.maps["Grad-CAM"])
+
+
+def test_a_new_batch_composition_or_config_is_computed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec, samples = _tiny_benchmark_inputs()
+    computed: list[str] = []
+    monkeypatch.setattr(classification, "classifier_maps", lambda method, *args: computed.append(method) or classifier_maps(method, *args))
+    config = FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.5)
+    for batch_size, iterations in ((2, 2), (3, 2), (2, 3), (2, 2)):
+        classification.run_benchmark(spec, samples, ["FAME"], config.replace(iterations=iterations), percents=(0, 100), batch_size=batch_size, progress=False)
+    assert len(computed) == 2 + 1 + 2  # the last run repeats the first and is served from the cache
+
+
+def test_explained_pairs_are_served_from_the_cache_unless_asked_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = cam_embedder()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    gallery, probes = images[:2], images[2:]
+    computed: list[str] = []
+    for name in ("explain_verification", "corrrise", "fggb", "gradcam_verification", "gradcam_ew_verification"):
+        original = getattr(registry, name)
+        monkeypatch.setattr(registry, name, lambda *args, _f=original, _n=name, **kwargs: computed.append(_n) or _f(*args, **kwargs))
+
+    def explain(**changes: object) -> dict:
+        computed.clear()
+        return registry.explain_pairs(model, "body", gallery, probes, 0.3, **{"fame_config": FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.5),
+                                                                              "n_masks": 8, **changes})
+
+    first = explain()
+    assert len(computed) == 10  # five methods, two sides
+    second = explain()
+    assert computed == []
+    served = [(first[m][side][kind], second[m][side][kind]) for m in first for side in first[m] for kind in ("similar", "dissimilar")]
+    assert all(a is b is None or torch.equal(a, b) for a, b in served)
+    explain(n_masks=9, methods=("CorrRISE",), sides=("probe",))
+    assert computed == ["corrrise"]
+    explain(use_cache=False)
+    assert len(computed) == 10
+
+
+def test_the_atlas_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = SimpleNamespace(module=grid7_network(), target_layer="3", to_display=lambda x: x.permute(1, 2, 0).numpy())
+    image = torch.rand(3, 28, 28, generator=torch.Generator().manual_seed(2))
+    computed: list[int] = []
+    original = nb03_atlas.explain_locations
+    monkeypatch.setattr(nb03_atlas, "explain_locations", lambda *args, **kwargs: computed.append(1) or original(*args, **kwargs))
+    config = FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.5)
+    first = nb03_atlas.compute_atlas("tiny", spec, image, config, all_cells=False, progress=False)
+    second = nb03_atlas.compute_atlas("tiny", spec, image, config, all_cells=False, progress=False)
+    assert computed == [1]
+    assert first.maps.keys() == second.maps.keys() and all(torch.equal(first.maps[k], second.maps[k]) for k in first.maps)
+    assert torch.equal(first.fame_mass, second.fame_mass) and torch.equal(first.gradient_mass, second.gradient_mass)

@@ -10,12 +10,14 @@ Knows nothing of metrics, benchmarks or plotting.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from fame_utils import cache
 from fame_utils._checks import class_list
 from fame_utils.baselines.cam import CAM_METHODS, full_grad, gradcam_ew_verification, gradcam_verification
 from fame_utils.baselines.finer import finer_fame
@@ -24,6 +26,7 @@ from fame_utils.baselines.perturbation import corrrise, corrrise_masks
 from fame_utils.baselines.reference import centre_gaussian_maps, random_maps
 from fame_utils.baselines.similarity import Maps
 from fame_utils.fame import FameConfig, explain_class, explain_verification
+from fame_utils.layers import layer_name
 
 __all__ = ["CLASSIFIER_METHODS", "SANITY_METHODS", "VERIFICATION_METHODS", "LABELS", "method_label", "classifier_maps", "explain_pairs"]
 
@@ -66,6 +69,10 @@ CLASSIFIER_METHODS: tuple[str, ...] = tuple(_CLASSIFIERS)
 VERIFICATION_METHODS: tuple[str, ...] = ("Grad-CAM", "Grad-CAM-EW", "CorrRISE", "FGGB", "FAME")
 
 
+#: The modules that compute verification maps (their source is part of every cache key of :func:`explain_pairs`).
+_PAIR_CODE = ("fame_utils.fame", "fame_utils.baselines", "fame_utils.layers", "fame_utils.models")
+
+
 def method_label(key: str) -> str:
     """The label tables and figures show for method ``key`` (``"Finer-FAME"`` → ``"Finer-FAME (ours)"``)."""
     return LABELS.get(key, key)
@@ -103,6 +110,11 @@ def classifier_maps(
     return _CLASSIFIERS[method](model, layer, images, labels, config or FameConfig(), generator, normalizer)
 
 
+def _maps_on_cpu(run: Callable[[torch.Tensor, torch.Tensor], Maps], explained: torch.Tensor, reference: torch.Tensor) -> Maps:
+    maps = run(explained, reference)
+    return {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
+
+
 def explain_pairs(
     model: nn.Module,
     target_layer: nn.Module | str,
@@ -114,6 +126,7 @@ def explain_pairs(
     fame_config: FameConfig | None = None,
     n_masks: int = 500,
     seed: int = 0,
+    use_cache: bool = True,
 ) -> dict[str, dict[str, Maps]]:
     """Run every verification method on both sides of each pair.
 
@@ -131,6 +144,8 @@ def explain_pairs(
         fame_config: FAME hyperparameters (default :class:`FameConfig`).
         n_masks: CorrRISE masks.
         seed: CorrRISE mask seed.
+        use_cache: serve each method's maps of a side from :mod:`fame_utils.cache` when computed before for the
+            same network, batch and settings (pass False for runtime measurements and stores of their own).
 
     Returns:
         ``result[label][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``, keyed by :func:`method_label`.
@@ -151,12 +166,20 @@ def explain_pairs(
         "FGGB": lambda x, r: fggb(model, x, r, threshold),
         "FAME": lambda x, r: explain_verification(model, x, r, fame_config or FameConfig()),
     }
+    settings = {"Grad-CAM": {"layer": layer_name(model, target_layer)}, "Grad-CAM-EW": {"layer": layer_name(model, target_layer)},
+                "CorrRISE": {"n_masks": n_masks, "seed": seed}, "FGGB": {"threshold": threshold}, "FAME": {"fame": fame_config or FameConfig()}}
+    caching = use_cache and cache.enabled()
+    weights = cache.weights_digest(model) if caching else ""
     result: dict[str, dict[str, Maps]] = {}
     for name in tqdm(methods, desc="methods", leave=False):
         label = method_label(name)
         result[label] = {}
         for side in sides:
             explained, reference = (probes, gallery) if side == "probe" else (gallery, probes)
-            maps = runners[name](explained, reference)
-            result[label][side] = {"similar": maps["similar"].detach().cpu(), "dissimilar": None if maps.get("dissimilar") is None else maps["dissimilar"].detach().cpu()}
+            compute = partial(_maps_on_cpu, runners[name], explained, reference)
+            if not caching:
+                result[label][side] = compute()
+                continue
+            key = cache.map_key(type(model).__name__, weights, [explained, reference], name, {**settings[name], "device": str(explained.device)}, _PAIR_CODE)
+            result[label][side] = cache.cached(key, compute)
     return result

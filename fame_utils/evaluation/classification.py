@@ -15,7 +15,7 @@ whose box leaves the crop entirely gets no IoU (NaN, excluded and counted). No p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from fame_utils import cache
 from fame_utils.baselines.registry import classifier_maps, method_label
 from fame_utils.fame import FameConfig
 from fame_utils.metrics.classification import IOU_THRESHOLDS, Normalizer, RoadCurves, box_in_input, iou, road_curves
@@ -175,6 +176,30 @@ def _method_curves(spec: Any, samples: Sequence[PreparedSample], maps: torch.Ten
     return _concat_curves(parts)
 
 
+#: Methods whose maps draw from the run's generator: never cached, so a cached run makes the same draws as an uncached one.
+_GENERATOR_METHODS = frozenset({"Random"})
+#: The modules that compute classifier maps (their source is part of every cache key).
+_MAP_CODE = ("fame_utils.fame", "fame_utils.baselines", "fame_utils.layers", "fame_utils.models", "fame_utils.metrics.classification")
+
+
+def _map_computer(spec: Any, config: FameConfig, generator: torch.Generator | None, normalizer: Normalizer,
+                  use_cache: bool) -> Callable[[str, torch.Tensor, list[int]], torch.Tensor]:
+    """``maps(method, images, classes)`` for one network: cached per batch as computed unless the method draws from ``generator``."""
+    caching = use_cache and cache.enabled()
+    weights = cache.weights_digest(spec.module) if caching else ""
+    settings = dict(layer=str(spec.target_layer), fame=config, normalizer=normalizer, device=str(getattr(spec, "device", "cpu")))
+
+    def maps(method: str, images: torch.Tensor, classes: list[int]) -> torch.Tensor:
+        def compute() -> torch.Tensor:
+            return classifier_maps(method, spec.module, spec.target_layer, images, classes, config, generator, normalizer).cpu()
+
+        if not caching or method in _GENERATOR_METHODS:
+            return compute()
+        return cache.cached(cache.map_key(spec.name, weights, [images], method, {**settings, "classes": classes}, _MAP_CODE), compute)
+
+    return maps
+
+
 def run_benchmark(
     spec: Any,
     samples: Sequence[PreparedSample],
@@ -186,6 +211,7 @@ def run_benchmark(
     imputation: bool = False,
     batch_size: int = 4,
     progress: bool = True,
+    use_cache: bool = True,
 ) -> BenchmarkResult:
     """Maps, IoU and ROAD curves of every method on every sample for one network.
 
@@ -202,6 +228,8 @@ def run_benchmark(
             black-pixel deletion/insertion columns (opt-in: one sparse solve per image and percent).
         batch_size: photos per explanation batch.
         progress: show a ``tqdm.auto`` bar over methods.
+        use_cache: serve each batch's maps from :mod:`fame_utils.cache` when computed before (not the ``"Random"``
+            map, which draws from ``generator``); the tables equal an uncached run's.
 
     Raises:
         ValueError: no samples.
@@ -214,9 +242,10 @@ def run_benchmark(
     normalizer = Normalizer.from_spec(spec)
     tensors = torch.stack([s.tensor for s in samples]).to(device)
     classes = [s.target for s in samples]
+    compute_maps = _map_computer(spec, config, generator, normalizer, use_cache)
     maps, curves, rows = {}, {}, []
     for method in tqdm(list(methods), desc=f"{spec.name}: methods", disable=not progress, leave=False):
-        chunks = [classifier_maps(method, spec.module, spec.target_layer, tensors[i:i + batch_size], classes[i:i + batch_size], config, generator, normalizer) for i in range(0, len(samples), batch_size)]
+        chunks = [compute_maps(method, tensors[i:i + batch_size], classes[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
         label = method_label(method)
         maps[label] = torch.cat(chunks).cpu()
         curves[label] = _method_curves(spec, samples, maps[label], normalizer, percents, False, generator)
@@ -262,6 +291,7 @@ def format_table(summary: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     wide = wide[order].reset_index()
     wide.columns.name = None
     return wide.rename(columns=AUC_COLUMN_NAMES)
+
 
 def paired_table(records: pd.DataFrame, reference: str = "FAME") -> pd.DataFrame:
     """Paired tests of ``reference`` against every other method on the same photos, per network and metric.

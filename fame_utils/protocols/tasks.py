@@ -193,7 +193,7 @@ class VerificationTask:
             maps = {"similar": _REFERENCE_MAPS[method](probes, seed), "dissimilar": None}
         else:
             maps = explain_pairs(self.spec.module, self.spec.target_layer, gallery, probes, threshold, methods=(method,), sides=("probe",),
-                                 fame_config=self.config, n_masks=self.n_masks, seed=self.seed)[method]["probe"]
+                                 fame_config=self.config, n_masks=self.n_masks, seed=self.seed, use_cache=False)[method]["probe"]
         curves = deletion_insertion(self.spec.module, gallery, probes, maps["similar"], chunk["labels"], threshold, self.percents)
         records = []
         for index in range(len(chunk["items"])):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fame_utils import locality, viz
+from fame_utils import cache, locality, viz
 from fame_utils.data import face_pairs
 from fame_utils.fame import FameConfig, all_locations, explain_locations
 from fame_utils.locality import Location
@@ -25,6 +25,8 @@ __all__ = ["Atlas", "atlas_locations", "atlas_input", "compute_atlas", "paper_at
 
 PAPER_RESNETS = ("resnet34", "resnet50", "resnet101")
 PAPER_IRESNETS = ("iresnet18", "iresnet50", "iresnet101")
+#: The modules that compute the atlas maps (their source is part of every cache key).
+_ATLAS_CODE = ("fame_utils.fame", "fame_utils.locality", "fame_utils.layers", "fame_utils.models")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ def atlas_input(spec: ModelSpec, photo: np.ndarray) -> torch.Tensor:
 
 
 def compute_atlas(
-    name: str, spec: ModelSpec, image: torch.Tensor, config: FameConfig, all_cells: bool = True, batch_size: int = 16, progress: bool = True
+    name: str, spec: ModelSpec, image: torch.Tensor, config: FameConfig, all_cells: bool = True, batch_size: int = 16, progress: bool = True,
+    use_cache: bool = True,
 ) -> Atlas:
     """FAME (location loss) and one-step gradients for the atlas locations of ``spec.target_layer``.
 
@@ -82,6 +85,8 @@ def compute_atlas(
         all_cells: every location, or three of the middle row (see :func:`atlas_locations`).
         batch_size: locations optimised together.
         progress: show a progress bar.
+        use_cache: serve the FAME and gradient maps from :mod:`fame_utils.cache` when computed before for the same
+            network, image, locations, batch size and settings.
 
     Returns:
         The :class:`Atlas`; locations where FAME or the gradient is all zero are left out of the ρ statistics.
@@ -91,8 +96,13 @@ def compute_atlas(
     """
     grid = locality.layer_grid(spec.module, spec.target_layer, image.shape)
     cells = atlas_locations(grid, all_cells)
-    maps = explain_locations(spec.module, spec.target_layer, image, cells, config, batch_size=batch_size, progress=progress)
-    gradients = locality.cell_gradients(spec.module, spec.target_layer, image, cells)
+    def compute() -> dict[str, torch.Tensor]:
+        return {"fame": explain_locations(spec.module, spec.target_layer, image, cells, config, batch_size=batch_size, progress=progress).cpu(),
+                "gradient": locality.cell_gradients(spec.module, spec.target_layer, image, cells).cpu()}
+
+    settings = dict(layer=str(spec.target_layer), locations=cells, fame=config, batch_size=batch_size, device=str(image.device))
+    computed = cache.cached(cache.map_key(name, spec.module, [image], "FAME locations", settings, _ATLAS_CODE), compute) if use_cache else compute()
+    maps, gradients = computed["fame"], computed["gradient"]
     keep = [i for i in range(len(cells)) if maps[i].sum() > 0 and gradients[i].sum() > 0]
     if not keep:
         raise ValueError(f"{name}: FAME or the gradient is all zero at every atlas location of {spec.target_layer} "

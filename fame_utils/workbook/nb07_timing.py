@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fame_utils import fame
+from fame_utils import cache, fame
 from fame_utils.baselines.registry import VERIFICATION_METHODS, explain_pairs
 
 __all__ = ["wall_seconds", "linear_fit", "iteration_runtime", "passes_per_image", "verification_runtime", "runtime_summary"]
@@ -29,11 +29,12 @@ def _synchronize(device: torch.device) -> None:
 
 
 def wall_seconds(work: Callable[[], object], device: torch.device | str = "cpu") -> float:
-    """Wall-clock seconds of ``work()``, with the accelerator synchronised before and after."""
+    """Wall-clock seconds of ``work()``, with the accelerator synchronised before and after and the map cache off."""
     device = torch.device(device)
     _synchronize(device)
     start = time.perf_counter()
-    work()
+    with cache.disabled():
+        work()
     _synchronize(device)
     return time.perf_counter() - start
 

@@ -4,7 +4,10 @@ A map is stored under ``build/cache/`` (or ``$FAME_CACHE_DIR``) by a key over ev
 the network's name and weights, the input tensors, the method, its full configuration, the package
 versions and the source of the ``fame_utils`` modules that compute it (so editing that code invalidates
 the entry). Files are written atomically. Set ``FAME_CACHE=off`` to bypass it. Never use it for runtime
-measurements: a cached map takes no time. Knows nothing of which notebook asks.
+measurements: a cached map takes no time (:func:`disabled` turns it off around a timed block). Only deterministic
+computations belong here, as whole results: a map drawn from a shared random generator must be recomputed, or the
+draws of later calls would change. Lives in the lowest layer so every map-computing layer can use it; knows
+nothing of which notebook asks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import io
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,10 +27,12 @@ from torch import nn
 
 import fame_utils
 
-__all__ = ["cache_dir", "weights_digest", "tensor_digest", "source_digest", "map_key", "cached"]
+__all__ = ["cache_dir", "enabled", "disabled", "weights_digest", "tensor_digest", "source_digest", "map_key", "cached"]
 
 Result = TypeVar("Result", torch.Tensor, dict)
 _PACKAGE_ROOT = Path(fame_utils.__file__).parent
+_OFF = ("off", "0", "false")
+_suspended = 0
 
 
 def cache_dir() -> Path:
@@ -34,11 +40,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FAME_CACHE_DIR", _PACKAGE_ROOT.parent / "build" / "cache"))
 
 
+def enabled() -> bool:
+    """Whether :func:`cached` reads and writes: not under ``FAME_CACHE=off`` nor inside :func:`disabled`."""
+    return _suspended == 0 and os.environ.get("FAME_CACHE", "on").lower() not in _OFF
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Within the block every :func:`cached` call computes and stores nothing (for runtime measurements)."""
+    global _suspended
+    _suspended += 1
+    try:
+        yield
+    finally:
+        _suspended -= 1
+
+
 def tensor_digest(tensor: torch.Tensor) -> str:
     """SHA-256 of a tensor's dtype, shape and values."""
     data = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())
-    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 
@@ -66,11 +88,20 @@ def source_digest(modules: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def map_key(network: str, model: nn.Module, inputs: Iterable[torch.Tensor], method: str, config: Mapping[str, Any], code: Iterable[str]) -> str:
-    """The cache key of one map computation: network, weights, inputs, method, config, versions and code."""
+def map_key(network: str, weights: nn.Module | str, inputs: Iterable[torch.Tensor], method: str, config: Mapping[str, Any], code: Iterable[str]) -> str:
+    """The cache key of one map computation: network, weights, inputs, method, config, versions and code.
+
+    Args:
+        network: the network's name.
+        weights: the network, or its :func:`weights_digest` (computed once when many keys share it).
+        inputs: every tensor the map depends on, as computed (the whole batch when results depend on its composition).
+        method: the method key.
+        config: every other setting that changes the map (values keyed by their ``repr``).
+        code: the ``fame_utils`` modules that compute the map (:func:`source_digest`).
+    """
     parts = [
         f"network={network}",
-        f"weights={weights_digest(model)}",
+        f"weights={weights if isinstance(weights, str) else weights_digest(weights)}",
         *(f"input={tensor_digest(tensor)}" for tensor in inputs),
         f"method={method}",
         f"config={sorted((str(k), repr(v)) for k, v in config.items())}",
@@ -85,7 +116,7 @@ def cached(key: str, compute: Callable[[], Result]) -> Result:
 
     A stored file that cannot be read is recomputed and replaced.
     """
-    if os.environ.get("FAME_CACHE", "on").lower() in ("off", "0", "false"):
+    if not enabled():
         return compute()
     path = cache_dir() / f"{key}.pt"
     if path.is_file():
