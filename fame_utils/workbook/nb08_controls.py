@@ -1,31 +1,55 @@
-"""Notebook 08: controls the paper does not run — the gradient-direction ablation and "do e₊ and e₋ differ?".
+"""Notebook 08: controls the paper does not run — the gradient-direction ablation, the model-randomisation sanity
+check and "do e₊ and e₋ differ?".
 
 * :func:`direction_ablation_maps`: FAME's loop with the step direction swapped (true LOTS direction, a random
-  direction of the same L∞ length, the gradient's sign, the unnormalised gradient, a single step).
+  direction of the same L∞ length, the gradient's sign, the unnormalised gradient, a single step);
+  :func:`ablation_records` / :func:`ablation_summary` score them.
+* :func:`classifier_explainers` / :func:`verification_explainers`: the methods the cascading randomisation
+  (:mod:`fame_utils.evaluation.randomisation`) re-runs on each randomised copy; :func:`randomisation_verdicts`,
+  :func:`plot_randomisation` and :func:`randomisation_sheet` read and draw its result.
 * :func:`pair_perturbations` / :func:`signed_map`: the e₊ and e₋ perturbations of a face pair and the signed
-  variant e₊ − e₋ taken before normalisation.
-* :func:`region_deletion_effect`: change of the pair's similarity when the top share of a map is blacked out.
+  variant e₊ − e₋ taken before normalisation; :func:`rank_by_steps` and :func:`deletion_effects` run the tests.
+* :func:`claims_table`: the closing table, each verdict computed from the run's numbers.
 
-It knows nothing of notebooks or plotting; figures are drawn by the notebook through :mod:`fame_utils.viz`.
+Notebook-specific glue only: the methods live in :mod:`fame_utils.fame` and :mod:`fame_utils.baselines`, the
+metrics in :mod:`fame_utils.metrics`, map sheets in :mod:`fame_utils.viz`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
-from scipy.stats import spearmanr
+from matplotlib.figure import Figure
+from scipy.stats import spearmanr, wilcoxon
 from torch import nn
 from tqdm.auto import tqdm
 
-from fame_utils.fame import FameConfig, attribution, blur_map, class_loss, normalize_map, optimize, to_gray, verification_loss
+from fame_utils import viz
+from fame_utils.baselines.cam import full_grad, grad_cam, gradcam_verification
+from fame_utils.evaluation.randomisation import Explainer
+from fame_utils.fame import FameConfig, attribution, blur_map, class_loss, explain_class, explain_verification, normalize_map, optimize, to_gray, verification_loss
+from fame_utils.metrics import bootstrap_ci, iou, road_curves
 from fame_utils.metrics.masks import percentile_masks
 
-__all__ = ["DIRECTIONS", "direction_ablation_maps", "pair_perturbations", "region_deletion_effect", "signed_map", "spearman_per_pair"]
+__all__ = [
+    "ABLATION_METRICS", "DIRECTIONS", "PASS_BELOW", "ablation_records", "ablation_summary", "claims_table", "classifier_explainers",
+    "deletion_candidates", "deletion_effects", "direction_ablation_maps", "pair_batch", "pair_perturbations", "plot_randomisation", "plot_rank_by_steps",
+    "randomisation_sheet", "randomisation_verdicts", "rank_by_steps", "region_deletion_effect", "signed_map", "spearman_per_pair",
+    "verification_explainers",
+]
 
 #: The step directions compared by the ablation, in table order.
 DIRECTIONS: tuple[str, ...] = ("LOTS (FAME)", "random direction", "gradient sign", "unnormalised gradient", "single step")
+#: The ablation's metrics, as table columns (deletion: higher is better; insertion: lower is better).
+ABLATION_METRICS: tuple[str, ...] = ("iou@0.5", "deletion (black) AUC ↑", "insertion (black) AUC ↓")
+#: A method passes the randomisation check when its mean Spearman correlation with the trained network's maps,
+#: once every group is re-initialised, is below this (the maps lost at least half their rank agreement).
+PASS_BELOW = 0.5
 
 
 def _direction(name: str, grad: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -102,3 +126,208 @@ def region_deletion_effect(model: nn.Module, gallery: torch.Tensor, probes: torc
         clean = torch.nn.functional.cosine_similarity(reference, model(probes), dim=1)
         deleted = torch.nn.functional.cosine_similarity(reference, model(probes * keep[:, None]), dim=1)
     return (deleted - clean).cpu().numpy()
+
+
+def ablation_records(
+    model: nn.Module, samples: Sequence[Any], maps: Mapping[str, torch.Tensor], normalizer: Any, percents: Sequence[float]
+) -> pd.DataFrame:
+    """One row per direction × photo: IoU at τ = 0.5 with the default box (NaN without a box) and black-pixel
+    deletion/insertion AUC of the ground-truth logit (:func:`~fame_utils.metrics.road_curves`).
+
+    Args:
+        model: the classifier (normalised input).
+        samples: :class:`~fame_utils.evaluation.classification.PreparedSample` photos, in the order of the maps.
+        maps: ``{direction: (B, H, W)}`` from :func:`direction_ablation_maps`.
+        normalizer: [0, 1] pixels → network input.
+        percents: deletion/insertion percentages.
+    """
+    device = next(iter(maps.values())).device
+    pixels = torch.stack([s.pixels for s in samples]).to(device)
+    classes = [s.target for s in samples]
+    rows = []
+    for name, direction_maps in maps.items():
+        curves = road_curves(model, pixels, direction_maps, classes, normalizer, percents)
+        deletion, insertion = curves.deletion_auc(), curves.insertion_auc()
+        for i, sample in enumerate(samples):
+            box = sample.boxes["default"]
+            rows.append({"direction": name, "photo": sample.name, ABLATION_METRICS[0]: np.nan if box is None else 100 * iou(direction_maps[i], box, 0.5),
+                         ABLATION_METRICS[1]: deletion[i], ABLATION_METRICS[2]: insertion[i]})
+    return pd.DataFrame(rows)
+
+
+def _wilcoxon_p(reference: np.ndarray, other: np.ndarray, minimum: int = 6) -> float:
+    usable = np.isfinite(reference) & np.isfinite(other) & (reference != other)
+    return float(wilcoxon(reference[usable], other[usable]).pvalue) if usable.sum() >= minimum else float("nan")
+
+
+def ablation_summary(records: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per direction and metric: ``"mean [low, high]"`` (95 % bootstrap interval over photos) and the two-sided
+    Wilcoxon signed-rank p against LOTS on the same photos (NaN with fewer than 6 non-tied photos)."""
+    reference = records[records.direction == DIRECTIONS[0]]
+    rows = []
+    for name, group in records.groupby("direction", sort=False):
+        row: dict[str, Any] = {"direction": name}
+        for metric in ABLATION_METRICS:
+            mean, low, high = bootstrap_ci(group[metric].dropna().to_numpy(), seed=seed)
+            row[metric] = f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+            row[f"{metric} p (vs LOTS)"] = _wilcoxon_p(reference[metric].to_numpy(), group[metric].to_numpy())
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("direction")
+
+
+def classifier_explainers(spec: Any, images: torch.Tensor, classes: Sequence[int], config: FameConfig, normalizer: Any) -> dict[str, Explainer]:
+    """FAME (class logit), Grad-CAM (at ``spec.target_layer``) and FullGrad (on the [0, 1] image) as ``explainer(model)``."""
+    labels = list(classes)
+    return {
+        "FAME": lambda model: explain_class(model, images, labels, config),
+        "Grad-CAM": lambda model: grad_cam(model, spec.target_layer, images, labels),
+        "FullGrad": lambda model: full_grad(model, images, labels, normalizer),
+    }
+
+
+def verification_explainers(spec: Any, probes: torch.Tensor, gallery: torch.Tensor, config: FameConfig) -> dict[str, Explainer]:
+    """FAME e₊ and the similarity Grad-CAM of each probe against its gallery image, as ``explainer(model)``.
+
+    The gallery embedding is recomputed (without gradients) by the model being explained, so a randomised copy
+    compares probe and gallery through the same random weights. FullGrad has no similarity target in the
+    baselines, so it is absent here.
+    """
+    return {
+        "FAME": lambda model: explain_verification(model, probes, gallery, config, modes=("similar",))["similar"],
+        "Grad-CAM": lambda model: gradcam_verification(model, spec.target_layer, probes, gallery)["similar"],
+    }
+
+
+def randomisation_verdicts(summary: pd.DataFrame) -> dict[str, dict[str, float | bool]]:
+    """Per method: mean Spearman and SSIM at the last (most randomised) stage, and ``passes`` (Spearman < :data:`PASS_BELOW`).
+
+    Args:
+        summary: :func:`~fame_utils.evaluation.randomisation.summarise_randomisation` of one network.
+    """
+    last = summary[summary.randomised == summary.randomised.max()]
+    verdicts = {}
+    for method, group in last.groupby("method", sort=False):
+        means = group.set_index("metric")["mean"]
+        verdicts[method] = {"spearman": float(means["spearman"]), "ssim": float(means["ssim"]), "passes": bool(means["spearman"] < PASS_BELOW)}
+    return verdicts
+
+
+def plot_randomisation(summaries: Mapping[str, pd.DataFrame]) -> Figure:
+    """Similarity to the trained maps against the number of re-initialised groups: one panel per network × metric,
+    one line per method (same colour in every panel) with its 95 % bootstrap band."""
+    methods = list(dict.fromkeys(m for summary in summaries.values() for m in summary.method))
+    colours = dict(zip(methods, plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(len(summaries), 2, figsize=(8, 2.8 * len(summaries)), squeeze=False, layout="constrained")
+    for row, (network, summary) in enumerate(summaries.items()):
+        for col, metric in enumerate(("spearman", "ssim")):
+            ax = axes[row, col]
+            for method, group in summary[summary.metric == metric].groupby("method", sort=False):
+                ax.plot(group.randomised, group["mean"], marker="o", color=colours[method], label=method)
+                ax.fill_between(group.randomised, group.low, group.high, color=colours[method], alpha=0.2)
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.set(title=f"{network}: {'Spearman ρ' if metric == 'spearman' else 'SSIM'}", xlabel="re-initialised groups (from the output down)",
+                   ylabel="similarity to trained maps", ylim=(-0.3, 1.05))
+    handles = [plt.Line2D([], [], color=colours[m], marker="o", label=m) for m in methods]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(methods))
+    return fig
+
+
+def randomisation_sheet(
+    maps: Mapping[int, Mapping[str, torch.Tensor]], groups: Sequence[tuple[str, Sequence[str]]], background: Any, index: int = 0
+) -> Figure:
+    """Maps of image ``index`` per method (rows) and stage (columns, labelled by the deepest re-initialised group)."""
+    columns = {count: "trained" if count == 0 else f"{count}: +{groups[count - 1][0]}" for count in sorted(maps)}
+    methods = list(maps[0])
+    cells = {(method, columns[count]): stage[method][index] for count, stage in maps.items() for method in methods}
+    return viz.comparison_sheet(cells, methods, list(columns.values()), backgrounds=background)
+
+
+def pair_batch(spec: Any, pairs: Sequence[Any], per_type: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The first ``per_type`` genuine and ``per_type`` impostor pairs as ``(gallery, probes, kinds)`` network inputs.
+
+    Raises:
+        ValueError: fewer pairs of a type than asked for.
+    """
+    genuine = [p for p in pairs if p.genuine][:per_type]
+    impostor = [p for p in pairs if not p.genuine][:per_type]
+    if min(len(genuine), len(impostor)) < per_type:
+        raise ValueError(f"asked for {per_type} pairs per type, found {len(genuine)} genuine and {len(impostor)} impostor; lower n_pairs.")
+    chosen = genuine + impostor
+    gallery = torch.stack([spec.preprocess(p.gallery) for p in chosen]).to(device)
+    probes = torch.stack([spec.preprocess(p.probe) for p in chosen]).to(device)
+    return gallery, probes, np.array(["genuine"] * per_type + ["impostor"] * per_type)
+
+
+def rank_by_steps(
+    model: nn.Module, probes: torch.Tensor, gallery: torch.Tensor, kinds: Sequence[str], steps: Sequence[int]
+) -> tuple[pd.DataFrame, dict[int, dict[str, torch.Tensor]]]:
+    """Spearman(e₊, e₋) per pair after each step count: rows (``steps``, ``pair``, ``spearman(e+, e-)``) and the
+    perturbed probes ``{steps: {"similar": x̄₊, "dissimilar": x̄₋}}``."""
+    rows, perturbed = [], {}
+    for count in tqdm(steps, desc="step counts", leave=False):
+        config = FameConfig(iterations=count)
+        perturbed[count] = pair_perturbations(model, probes, gallery, config)
+        e_plus, e_minus = (attribution(probes, perturbed[count][mode], config) for mode in ("similar", "dissimilar"))
+        rows += [{"steps": count, "pair": kind, "spearman(e+, e-)": rho} for kind, rho in zip(kinds, spearman_per_pair(e_plus, e_minus))]
+    return pd.DataFrame(rows), perturbed
+
+
+def deletion_candidates(probes: torch.Tensor, perturbed: Mapping[str, torch.Tensor], config: FameConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The maps the functional test deletes by: e₊, e₋, the signed map and a seeded uniform random map."""
+    e_plus, e_minus = (attribution(probes, perturbed[mode], config) for mode in ("similar", "dissimilar"))
+    random = torch.rand(e_plus.shape, generator=torch.Generator().manual_seed(seed)).to(e_plus.device)
+    return {"e+ (FAME)": e_plus, "e- (FAME)": e_minus, "signed e+ − e-": signed_map(probes, perturbed, config), "random": random}
+
+
+def deletion_effects(model: nn.Module, gallery: torch.Tensor, probes: torch.Tensor, candidates: Mapping[str, torch.Tensor], kinds: Sequence[str]) -> pd.DataFrame:
+    """:func:`region_deletion_effect` (top 10 %) of every candidate map, one row per pair, with its ``pair`` type."""
+    effects = pd.DataFrame({name: region_deletion_effect(model, gallery, probes, maps) for name, maps in candidates.items()})
+    effects["pair"] = list(kinds)
+    return effects
+
+
+def plot_rank_by_steps(rank_rows: pd.DataFrame) -> Figure:
+    """Mean Spearman(e₊, e₋) per pair type against the number of steps (log axis)."""
+    fig, ax = plt.subplots(figsize=(4.5, 3), layout="constrained")
+    for kind, group in rank_rows.groupby("pair"):
+        mean = group.groupby("steps")["spearman(e+, e-)"].mean()
+        ax.plot(mean.index, mean.values, marker="o", label=kind)
+    ax.set(xscale="log", xlabel="steps T", ylabel="Spearman(e₊, e₋)", ylim=(-1.05, 1.05))
+    ax.legend()
+    return fig
+
+
+def claims_table(
+    lots_minus_random: Mapping[str, float],
+    rank_rows: pd.DataFrame,
+    effects: Mapping[str, float],
+    randomisation: Mapping[str, Mapping[str, Mapping[str, float | bool]]],
+) -> pd.DataFrame:
+    """The closing table: each claim, what this run measured, and whether it holds (computed from the numbers).
+
+    Args:
+        lots_minus_random: mean LOTS − random-direction difference per :data:`ABLATION_METRICS`.
+        rank_rows: :func:`rank_by_steps` rows.
+        effects: mean similarity change per deletion candidate (:func:`deletion_candidates` keys).
+        randomisation: ``{network: randomisation_verdicts(...)}``.
+    """
+    by_steps = rank_rows.groupby("steps")["spearman(e+, e-)"]
+    first, last = min(by_steps.groups), max(by_steps.groups)
+    delete, insert = lots_minus_random[ABLATION_METRICS[1]], lots_minus_random[ABLATION_METRICS[2]]
+    rows = [
+        {"paper claim": "FAME's maps come from the network's gradient direction",
+         "measured here": f"LOTS − random: IoU {lots_minus_random[ABLATION_METRICS[0]]:+.1f}, deletion {delete:+.2f}, insertion {insert:+.2f}",
+         "holds here": bool(delete > 0 and insert < 0)},
+        {"paper claim": "e₊ and e₋ are different maps (support vs opposition)",
+         "measured here": f"Spearman(e₊, e₋) after {first} step(s) ≥ {by_steps.min()[first]:.3f}; after {last}: {by_steps.mean()[last]:.3f}",
+         "holds here": bool(by_steps.mean()[last] < 0.5)},
+        {"paper claim": "deleting e₊ lowers the similarity, deleting e₋ does not",
+         "measured here": f"Δs: e₊ {effects['e+ (FAME)']:+.3f}, e₋ {effects['e- (FAME)']:+.3f}, signed {effects['signed e+ − e-']:+.3f}, random {effects['random']:+.3f}",
+         "holds here": bool(effects["e+ (FAME)"] < effects["random"] and effects["e- (FAME)"] > effects["e+ (FAME)"] + 0.5 * abs(effects["e+ (FAME)"]))},
+    ]
+    for network, verdicts in randomisation.items():
+        measured = ", ".join(f"{method} {v['spearman']:.2f}" for method, v in verdicts.items())
+        rows.append({"paper claim": f"FAME's maps depend on the trained weights ({network}, model randomisation)",
+                     "measured here": f"Spearman with trained maps, all groups random: {measured} (pass < {PASS_BELOW})",
+                     "holds here": bool(verdicts["FAME"]["passes"])})
+    return pd.DataFrame(rows)
