@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from fame_utils.baselines.cam import EmptyMapWarning
 from fame_utils.metrics.stats import bootstrap_ci
 
-__all__ = ["block_groups", "randomised_copy", "map_similarity", "cascading_randomisation", "summarise_randomisation"]
+__all__ = ["OUTPUT_GROUP", "Explainer", "block_groups", "randomised_copy", "map_similarity", "cascading_randomisation", "summarise_randomisation"]
 
 #: Name of the group holding every parameterised module after the last stage output (the classifier or embedding head).
 OUTPUT_GROUP = "output"
