@@ -10,8 +10,9 @@ round of each path is kept), it prints for the shipped networks:
 * CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D sequential
   backward passes vs the current batched Jacobian.
 
-Nothing is asserted: timings depend on the machine. Usage:
-``python benchmarks/fame_speed.py [--iterations 10] [--locations 8] [--rounds 2] [--masks 100]``
+Nothing is asserted: timings depend on the machine. The defaults are sized so the whole script finishes in about
+ten minutes on two busy cores; raise them on a quiet machine for steadier ratios. Usage:
+``python benchmarks/fame_speed.py [--iterations 5] [--locations 4] [--batch 4] [--rounds 2] [--masks 50]``
 """
 
 from __future__ import annotations
@@ -131,13 +132,14 @@ def baselines(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--locations", type=int, default=8, help="first N of the 49 Lite0 locations")
-    parser.add_argument("--batch", type=int, default=8, help="locations per batch on the workbook path")
+    parser.add_argument("--iterations", type=int, default=5)
+    parser.add_argument("--locations", type=int, default=4, help="first N of the 49 Lite0 locations")
+    parser.add_argument("--batch", type=int, default=4, help="locations per batch on the workbook path")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--masks", type=int, default=100, help="CorrRISE masks per face (the workbook uses 500)")
+    parser.add_argument("--masks", type=int, default=50, help="CorrRISE masks per face (the workbook uses 500)")
     parser.add_argument("--only", choices=["class", "locations", "faces", "baselines"], nargs="*")
     args = parser.parse_args()
+    started = time.perf_counter()
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     only = set(args.only or ["class", "locations", "faces", "baselines"])
     if only & {"class", "locations"}:
@@ -156,6 +158,7 @@ def main() -> None:
             fame_faces(sface, probe, gallery, args)
         if "baselines" in only:
             baselines(sface, probe, gallery, args)
+    print(f"\nwhole script: {time.perf_counter() - started:.0f} s wall")
 
 
 if __name__ == "__main__":
