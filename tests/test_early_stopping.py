@@ -159,6 +159,18 @@ def test_all_samples_with_zero_gradient_end_the_run() -> None:
     assert torch.equal(perturbed, x) and trace.steps == 1 and trace.losses.shape == (2, 3)
 
 
+def test_snapshots_after_an_early_end_hold_the_frozen_input() -> None:
+    # A loss that reaches 0 (ReLU) freezes its sample by the zero-gradient rule; steps asked for after the
+    # end of the run show the frozen x̄, the state a longer run would have, not a missing entry.
+    x = torch.full((1, 3, 4, 4), 0.05)
+    trace = OptimizationTrace(snapshot_steps=(0, 3, 10, 40, 41))
+    perturbed = optimize(x, lambda b: torch.relu(b[:, 0].sum(dim=(1, 2))), config(iterations=40), trace=trace)
+    # the channel-0 sum 16 · 0.05 = 0.8 falls by 16 η = 0.16 per step to 0 after 5 steps; the 6th finds a zero gradient
+    assert trace.steps == 6 and sorted(trace.snapshots) == [0, 3, 10, 40]
+    torch.testing.assert_close(trace.snapshots[3][0, 0], torch.full((4, 4), 0.05 - 3 * ETA), atol=1e-6, rtol=0)
+    assert torch.equal(trace.snapshots[10], perturbed) and torch.equal(trace.snapshots[40], perturbed)
+
+
 def test_paper_faithful_batch_mean_counts_frozen_samples() -> None:
     loss, x = dead_relu_loss()
     # the mean is (0 + L₁)/2: with ε = 1.9 the batch stops once L₁ < 3.8, i.e. after 3 steps (4 − 0.08·n)

@@ -54,6 +54,36 @@ def test_sanity_lines_name_the_methods_in_words() -> None:
     assert len(lines) == 6
 
 
+def _fame_summary() -> pd.DataFrame:
+    """Hand-made Table 1 means on two networks with the labels the findings name."""
+    means = {
+        "FullGrad": (60.0, 2.0, 3.0, 70.0), "FAME": (30.0, 1.0, 2.5, 50.0), "FAME-paper-faithful": (35.0, 1.5, 2.0, 52.0),
+        "Random": (33.0, 3.0, 2.8, 45.0), "Centre Gaussian": (40.0, 1.2, 2.6, 60.0),
+    }
+    metrics = ("iou@0.5 (default)", "insertion_auc", "deletion_auc", "iou@0.3 (default)")
+    rows = [{"network": net, "method": report.method_label(m), "metric": metric, "mean": value + shift, "low": 0.0, "high": 99.0, "n": 4}
+            for net, shift in (("net1", 0.0), ("net2", 0.5)) for m, values in means.items() for metric, value in zip(metrics, values)]
+    return pd.DataFrame(rows)
+
+
+def test_findings_name_winners_on_every_network_with_their_numbers() -> None:
+    methods = ["FullGrad", "FAME", "FAME-paper-faithful", "Random", "Centre Gaussian"]
+    lines = report.findings(_fame_summary(), methods, {"net1|0.5": 33.0, "net2|0.5": 34.0})
+    assert lines[0] == "Networks: net1 / net2; every number below is given per network in that order."
+    assert "expected IoU is 33.0 / 34.0; methods above it on every network: FullGrad, FAME (paper-faithful). FAME: 30.0 / 30.5; FullGrad: 60.0 / 60.5." in lines[1]
+    # insertion: lower is better; Random 3.0/3.5, Centre 1.2/1.7 → all three beat Random, only FAME beats the centre prior
+    assert "better than the random map on every network: FullGrad, FAME, FAME (paper-faithful);" in lines[2]
+    assert "(1.20 / 1.70) on every network: FAME;" in lines[2] and lines[2].endswith("best method per network: FAME / FAME.")
+    # deletion: higher is better; Random 2.8/3.3 → FullGrad only
+    assert "(2.80 / 3.30) on every network: FullGrad; FAME 2.50 / 3.00." in lines[3]
+    assert lines[4] == "Default vs paper-faithful FAME: IoU@0.3 50.0 / 50.5 vs 52.0 / 52.5; insertion 1.00 / 1.50 vs 1.50 / 2.00."
+
+
+def test_class_similarity_line_ranks_most_class_specific_first() -> None:
+    line = report.class_similarity_line({"Grad-CAM": 0.94, "Finer-CAM": -0.21, "FAME": 0.6})
+    assert line == "Mean correlation between the class maps, most class-specific first: Finer-CAM -0.21, FAME 0.60, Grad-CAM 0.94."
+
+
 def _tiny_spec() -> SimpleNamespace:
     module = pooled_classifier()
     spec = SimpleNamespace(**vars(fake_spec(resize=20, crop=16)), module=module, target_layer="0", device=torch.device("cpu"))

@@ -60,8 +60,9 @@ class OptimizationTrace:
 
     After the run, ``losses`` is a (n_steps + 1, B) tensor: row t is each sample's loss before step t;
     the last row is the loss after the final step (one extra forward, made only when tracing). A sample
-    that stopped early keeps its frozen loss. ``snapshots[n]`` is x̄ after n steps (for requested n that
-    were reached), ``steps`` the number of steps taken.
+    that stopped early keeps its frozen loss. ``snapshots[n]`` is x̄ after n steps for every requested
+    n ≤ ``config.iterations``: once every sample is frozen nothing moves any more, so the requested steps
+    after the last one taken hold the final x̄. ``steps`` is the number of steps taken.
     """
 
     snapshot_steps: Sequence[int] = ()
@@ -72,6 +73,12 @@ class OptimizationTrace:
     def _store(self, step: int, x: torch.Tensor) -> None:
         if step in self.snapshot_steps:
             self.snapshots[step] = x.detach().clone()
+
+    def _store_frozen(self, taken: int, iterations: int, x: torch.Tensor) -> None:
+        """The requested steps in (taken, iterations] when the run ended early: every sample is frozen at ``x``."""
+        for step in self.snapshot_steps:
+            if taken < step <= iterations:
+                self.snapshots[step] = x.detach().clone()
 
 
 def optimize(
@@ -142,6 +149,7 @@ def optimize(
     if trace is not None:
         with torch.autocast(x.device.type, dtype=precision, enabled=precision is not None):
             _finish_trace(trace, loss_fn, x, active, current, rows, taken)
+        trace._store_frozen(taken, config.iterations, x)
     return x.contiguous()
 
 

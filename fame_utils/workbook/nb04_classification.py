@@ -26,6 +26,8 @@ __all__ = [
     "sanity_record",
     "random_iou_floor",
     "sanity_lines",
+    "findings",
+    "class_similarity_line",
     "network_photo_sheet",
     "class_maps",
 ]
@@ -134,3 +136,64 @@ def class_maps(spec: ModelSpec, sample: PreparedSample, classes: Sequence[int], 
     """Each method's map ``(len(classes), H, W)`` of the same image for each class (Finer-CAM panel), keyed by label."""
     images = sample.tensor[None].expand(len(classes), -1, -1, -1).contiguous().to(spec.device)
     return {method_label(method): classifier_maps(method, spec.module, spec.target_layer, images, list(classes), config, normalizer=Normalizer.from_spec(spec)).cpu() for method in methods}
+
+
+def _per_network(means: pd.DataFrame, networks: Sequence[str], method: str, metric: str, digits: int = 1) -> str:
+    return " / ".join(f"{means.loc[(net, method), metric]:.{digits}f}" for net in networks)
+
+
+def _winners_everywhere(means: pd.DataFrame, networks: Sequence[str], methods: Sequence[str], metric: str, reference: float | str,
+                        higher_is_better: bool) -> list[str]:
+    """Methods better than ``reference`` (a method label, or a number per network via a dict) on every network."""
+    def beats(net: str, method: str) -> bool:
+        ref = means.loc[(net, reference), metric] if isinstance(reference, str) else reference[net]
+        value = means.loc[(net, method), metric]
+        return value > ref if higher_is_better else value < ref
+
+    return [m for m in methods if all(beats(net, m) for net in networks)]
+
+
+def findings(summary: pd.DataFrame, methods: Sequence[str], random_iou: dict[str, float]) -> list[str]:
+    """What Table 1 of this run shows, one sentence per question, with the numbers (per network, in table order).
+
+    Args:
+        summary: the long table of :func:`combined_summary`.
+        methods: the method keys that ran (must include FAME, Random and Centre Gaussian).
+        random_iou: :func:`random_iou_floor` of the same run.
+    """
+    means = method_means(summary)
+    networks = list(dict.fromkeys(summary["network"]))
+    real = _real_methods(methods)
+    nets = " / ".join(networks)
+    floor = {net: random_iou[f"{net}|0.5"] for net in networks}
+    iou_winners = _winners_everywhere(means, networks, real, "iou@0.5 (default)", floor, True)
+    insertion_winners = _winners_everywhere(means, networks, real, "insertion_auc", "Random", False)
+    deletion_winners = _winners_everywhere(means, networks, real, "deletion_auc", "Random", True)
+    below_centre = _winners_everywhere(means, networks, real, "insertion_auc", "Centre Gaussian", False)
+    best_insertion = [min(real, key=lambda m: means.loc[(net, m), "insertion_auc"]) for net in networks]
+    faithful = "FAME (paper-faithful)"
+    lines = [
+        f"Networks: {nets}; every number below is given per network in that order.",
+        f"IoU@0.5 against its floor: the random map's expected IoU is {' / '.join(f'{floor[n]:.1f}' for n in networks)}; "
+        f"methods above it on every network: {', '.join(iou_winners) or 'none'}. "
+        + "; ".join(f"{m}: {_per_network(means, networks, m, 'iou@0.5 (default)')}" for m in ("FAME", "FullGrad") if m in real) + ".",
+        f"Insertion (black), lower is better: methods better than the random map on every network: {', '.join(insertion_winners) or 'none'}; "
+        f"better than the centre Gaussian ({_per_network(means, networks, 'Centre Gaussian', 'insertion_auc', 2)}) on every network: "
+        f"{', '.join(below_centre) or 'none'}; FAME {_per_network(means, networks, 'FAME', 'insertion_auc', 2)}; "
+        f"best method per network: {' / '.join(best_insertion)}.",
+        f"Deletion (black), higher is better: methods above the random map ({_per_network(means, networks, 'Random', 'deletion_auc', 2)}) "
+        f"on every network: {', '.join(deletion_winners) or 'none'}; FAME {_per_network(means, networks, 'FAME', 'deletion_auc', 2)}.",
+    ]
+    if faithful in real:
+        lines.append(
+            f"Default vs paper-faithful FAME: IoU@0.3 {_per_network(means, networks, 'FAME', 'iou@0.3 (default)')} vs "
+            f"{_per_network(means, networks, faithful, 'iou@0.3 (default)')}; insertion {_per_network(means, networks, 'FAME', 'insertion_auc', 2)} vs "
+            f"{_per_network(means, networks, faithful, 'insertion_auc', 2)}.")
+    return lines
+
+
+def class_similarity_line(similarity: dict[str, float]) -> str:
+    """The Finer-CAM panel's numbers: each method's mean pairwise correlation of its class maps (lower = more class-specific)."""
+    ranked = sorted(similarity.items(), key=lambda item: item[1])
+    return "Mean correlation between the class maps, most class-specific first: " + ", ".join(f"{m} {r:.2f}" for m, r in ranked) + "."
+
