@@ -118,3 +118,24 @@ def test_figures_draw_the_expected_panels_and_curves() -> None:
     assert [len(ax.get_lines()) for ax in curves.axes] == [1, 3]  # the location loss; two modes + the zero line
     assert curves.axes[1].get_title() == "class 'tabby'"
     plt.close("all")
+
+
+def _recorded(location_steps: int) -> dict:
+    return {"eta": 1 / 255, "snapshot_max_change": {"1": 1 / 255, "10": 8 / 255}, "location_steps": location_steps,
+            "location_loss_final": 0.0, "gradient_in_cell_mass": 0.125, "uniform_in_cell_mass": 1 / 49,
+            "map_in_cell_mass": 0.25, "one_step_elements_at_eta": 3, "loss_initial": 12.5, "logit_initial": 8.0,
+            "logit_final": -2.5, "class_steps": 100, "logit_final_paper_faithful": 0.0004, "class_steps_paper_faithful": 40,
+            "class_map_mode_correlation": 0.9}
+
+
+def test_findings_quote_the_recorded_numbers() -> None:
+    lines = walkthrough.findings(_recorded(location_steps=18), iterations=100)
+    assert lines[0].startswith("Gradient of one location: 0.125 of its mass") and "0.020" in lines[0] and "0.250" in lines[0]
+    assert "1.00 η after 1, 8.00 η after 10 steps" in lines[1] and "3 element(s)" in lines[1]
+    assert "after 18 of T = 100 steps and stopped there" in lines[2]
+    assert "8.00" in lines[3] and "-2.50 in 100 steps" in lines[3] and "0.00 in 40 steps" in lines[3] and "r = 0.900" in lines[3]
+
+
+def test_findings_say_when_every_step_was_taken() -> None:
+    assert walkthrough.findings(_recorded(location_steps=100), iterations=100)[2].endswith("after all T = 100 steps it is 0.")
+

@@ -17,6 +17,7 @@ import torch
 from fame_utils.viz.curves import deletion_insertion_figure
 from fame_utils.viz.faces import FacePairExplanations, SheetRow, face_sheet, pair_method_figure, score_histogram
 from fame_utils.metrics.verification import VerificationCurves
+from fame_utils.workbook import nb05_faces as faces
 
 
 def _pixels(fig) -> np.ndarray:
@@ -179,3 +180,22 @@ def test_sheet_rows_and_pair_explanations_pick_each_pairs_maps() -> None:
     with pytest.raises(ValueError, match="identities has 4 entries for a pair set of 5 pairs"):
         pair_explanations(pair_set, explained, np.array([1, 3, 4]), gallery_side, np.array([3, 4]), curves, ["A"], names[:4])
     assert torch.equal(explorer.maps["A"]["probe"]["similar"], maps[[1, 2]]) and explorer.curves["A"] == [1, 2]
+
+
+def _table2(deletion_shift: float) -> pd.DataFrame:
+    rows = {("sface", "FAME"): (84.0, 93.0), ("sface", "Grad-CAM"): (90.0, 70.0), ("sface", "centre Gaussian (reference)"): (83.0 + deletion_shift, 92.5),
+            ("sface", "random (reference)"): (86.0, 75.0), ("dlib", "FAME"): (85.0, 94.0), ("dlib", "Grad-CAM"): (84.5, 95.0),
+            ("dlib", "centre Gaussian (reference)"): (83.5, 91.0), ("dlib", "random (reference)"): (88.0, 70.0)}
+    index = pd.MultiIndex.from_tuples(list(rows), names=["network", "method"])
+    return pd.DataFrame(list(rows.values()), index=index, columns=["deletion", "insertion"])
+
+
+def test_findings_quote_table2_per_network() -> None:
+    lines = faces.findings(_table2(0.0), _table2(1.0) - 2.0, {"sface": 37, "dlib": 37}, 45, {"Grad-CAM": 0.8, "FAME": 1.3})
+    assert len(lines) == 8 and all(line.startswith("sface: ") for line in lines[:4])
+    assert lines[0] == ("sface: deletion AUC of every ranking lies in 83.0–90.0, against an impostor floor of 82.2 "
+                        "(37 of 45 pairs are impostors); FAME 84.0.")
+    assert lines[1] == "sface: highest insertion AUC FAME 93.0; FAME 93.0; centre Gaussian (reference) 92.5; random (reference) 75.0."
+    assert lines[2] == "sface: deletion not below insertion (fails the basic sanity check) for: Grad-CAM, random (reference) (centre share of their e₊ mass: Grad-CAM 0.80)."
+    assert lines[3] == "sface: at the 4-decimal θ, FAME scores deletion 82.0 / insertion 91.0 (default θ: 84.0 / 93.0)."
+    assert lines[5].startswith("dlib: highest insertion AUC Grad-CAM 95.0;") and lines[6].endswith("for: random (reference).")

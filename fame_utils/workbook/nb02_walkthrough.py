@@ -32,6 +32,7 @@ __all__ = [
     "first_step_figure",
     "postprocessing_figure",
     "loss_curves_figure",
+    "findings",
 ]
 
 CLASS_MODES = {"default (z_o)": False, "paper_faithful (|z_o|, ε = 1e-3)": True}
@@ -224,3 +225,31 @@ def loss_curves_figure(location_losses: torch.Tensor, location: Location, class_
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def findings(results: Mapping[str, object], iterations: int) -> list[str]:
+    """What notebook 02's numbers show, one sentence each, from the numbers it recorded (``Session.results``).
+
+    Args:
+        results: the recorded numbers (``gradient_in_cell_mass``, ``snapshot_max_change``, ``location_steps``, …).
+        iterations: the T the location and class runs were given.
+    """
+    eta = float(results["eta"])
+    changes = ", ".join(f"{float(change) / eta:.2f} η after {n}" for n, change in results["snapshot_max_change"].items())
+    steps = int(results["location_steps"])
+    stopped = (f"it reached {float(results['location_loss_final']):.3g} after {steps} of T = {iterations} steps and stopped there "
+               "(a zero gradient moves nothing, so the remaining steps were skipped)" if steps < iterations
+               else f"after all T = {iterations} steps it is {float(results['location_loss_final']):.3g}")
+    return [
+        f"Gradient of one location: {float(results['gradient_in_cell_mass']):.3f} of its mass lies in the CAM cell "
+        f"(an even spread would put {float(results['uniform_in_cell_mass']):.3f} there); the FAME map keeps "
+        f"{float(results['map_in_cell_mass']):.3f} in the cell.",
+        f"LOTS steps: the largest pixel change is {changes} steps, never more than n·η; the first step moved "
+        f"{int(results['one_step_elements_at_eta'])} element(s) by exactly η.",
+        f"Location loss: {float(results['loss_initial']):.1f} before the first step; {stopped}.",
+        f"Class logit z_o = {float(results['logit_initial']):.2f}: the default loss brings it to {float(results['logit_final']):.2f} "
+        f"in {int(results['class_steps'])} steps, the paper-faithful |z_o| loss to {float(results['logit_final_paper_faithful']):.2f} "
+        f"in {int(results['class_steps_paper_faithful'])} steps; the two class maps correlate at r = "
+        f"{float(results['class_map_mode_correlation']):.3f}.",
+    ]
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from fame_utils.data import face_pairs
@@ -16,7 +17,7 @@ from fame_utils.evaluation.verification import FacePairSet
 from fame_utils.metrics.verification import VerificationCurves
 from fame_utils.viz.faces import FacePairExplanations, SheetRow
 
-__all__ = ["Explained", "sheet_rows", "showcase_pairs", "pair_identities", "pair_explanations"]
+__all__ = ["Explained", "sheet_rows", "showcase_pairs", "pair_identities", "pair_explanations", "findings"]
 
 Explained = Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
 
@@ -146,3 +147,37 @@ def pair_explanations(
         maps={m: {"probe": _maps_at(probe_side, "probe", positions, [m])[m], "gallery": gallery_side[m]["gallery"]} for m in methods},
         curves={m: curves[m].subset(positions) for m in methods},
     )
+
+
+def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[str, int], pairs: int,
+             centre_share: Mapping[str, float], reference: str = "FAME") -> list[str]:
+    """What Table 2 of this run shows, per network, as sentences with the numbers.
+
+    Args:
+        table2: :func:`~fame_utils.evaluation.verification.auc_table` at the default θ (index ``(network, method)``,
+            columns ``deletion``, ``insertion``), methods and reference rankings.
+        table2_4dp: the same at the original scripts' 4-decimal θ.
+        impostors: impostor pairs among the evaluated ones, per network.
+        pairs: number of evaluated pairs.
+        centre_share: mean share of each method's e₊ mass in the central half of the crop (1 = uniform).
+        reference: the method the other sentences compare with.
+    """
+    lines = []
+    for network, rows in table2.groupby(level="network", sort=False):
+        rows = rows.droplevel("network")
+        best = rows["insertion"].idxmax()
+        failing = [m for m, row in rows.iterrows() if row.deletion >= row.insertion]
+        shares = ", ".join(f"{m} {centre_share[m]:.2f}" for m in failing if m in centre_share)
+        faithful = table2_4dp.loc[(network, reference)]
+        lines += [
+            f"{network}: deletion AUC of every ranking lies in {rows['deletion'].min():.1f}–{rows['deletion'].max():.1f}, against an impostor "
+            f"floor of {100 * impostors[network] / pairs:.1f} ({impostors[network]} of {pairs} pairs are impostors); {reference} {rows.loc[reference, 'deletion']:.1f}.",
+            f"{network}: highest insertion AUC {best} {rows.loc[best, 'insertion']:.1f}; {reference} {rows.loc[reference, 'insertion']:.1f}; "
+            + "; ".join(f"{m} {rows.loc[m, 'insertion']:.1f}" for m in rows.index if "reference" in m) + ".",
+            f"{network}: deletion not below insertion (fails the basic sanity check) for: {', '.join(failing) or 'none'}"
+            + (f" (centre share of their e₊ mass: {shares})" if shares else "") + ".",
+            f"{network}: at the 4-decimal θ, {reference} scores deletion {faithful.deletion:.1f} / insertion {faithful.insertion:.1f} "
+            f"(default θ: {rows.loc[reference, 'deletion']:.1f} / {rows.loc[reference, 'insertion']:.1f}).",
+        ]
+    return lines
+
