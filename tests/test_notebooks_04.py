@@ -64,6 +64,8 @@ def test_grad_cam_equals_hires_cam_on_efficientnet_lite(results):
 def test_paper_faithful_fame_keeps_min_max_maps_so_its_iou_matches_fames_while_the_logit_is_positive(results):
     # Normalisation is its own knob (min-max in both modes): with the smoke profile's T = 5 the logit stays
     # positive, z_o and |z_o| take the same steps, and the thresholded maps agree.
+    if results["profile"] != "smoke":
+        pytest.skip("at T ≥ 100 the logit crosses zero and the |z_o| loss turns round, so the two maps part by design")
     for network in results["networks"]:
         for tau in ("0.3", "0.5", "0.7"):
             metric = f"iou@{tau} (default)"
