@@ -138,6 +138,23 @@ def test_check_says_whether_outputs_are_current(tmp_path: Path, made: str, verdi
     assert verdict in report and "notebooks not ok: 02_b (interrupted)" in report
 
 
+def test_check_names_notebooks_whose_outputs_older_code_made(tmp_path: Path) -> None:
+    import subprocess
+
+    from fame_utils.workbook.run import REPO_ROOT, check
+    from fame_utils.workbook.session import RESULT_SOURCES
+
+    latest = subprocess.run(["git", "log", "-1", "--format=%H", "--", *RESULT_SOURCES], cwd=REPO_ROOT, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    manifest = {"run": {"git_sha": latest}, "notebooks": {"01_a": {"status": "ok"}, "02_b": {"status": "ok"}},
+                "figures": {"fig_a": {"notebook": "01_a", "git_sha": latest}, "fig_b": {"notebook": "02_b", "git_sha": "0" * 40}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert "verdict: PARTLY STALE: the last run is current, but older code made the outputs of 02_b" in check(tmp_path)
+    manifest["figures"]["fig_b"]["git_sha"] = latest
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert "verdict: current" in check(tmp_path)
+
+
 def test_published_images_are_scaled_and_photo_sheets_become_jpeg(tmp_path: Path) -> None:
     import base64
     import io

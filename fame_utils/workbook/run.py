@@ -190,8 +190,12 @@ def check(output_dir: Path) -> str:
                             capture_output=True, text=True).stdout.strip()
     statuses = {name: entry.get("status") for name, entry in manifest.get("notebooks", {}).items()}
     unfinished = sorted(name for name, status in statuses.items() if status != "ok")
+    older = sorted({entry.get("notebook", name) for section in ("figures", "tables") for name, entry in manifest.get(section, {}).items()
+                    if str(entry.get("git_sha", made)).split("-")[0] != latest})
     if made.endswith("-dirty"):
         verdict = "NOT reproducible: made from uncommitted code"
+    elif made.split("-")[0] == latest and older:
+        verdict = "PARTLY STALE: the last run is current, but older code made the outputs of " + ", ".join(older)
     elif made.split("-")[0] == latest:
         verdict = "current"
     else:
