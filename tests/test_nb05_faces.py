@@ -196,6 +196,6 @@ def test_findings_quote_table2_per_network() -> None:
     assert lines[0] == ("sface: deletion AUC of every ranking lies in 83.0–90.0, against an impostor floor of 82.2 "
                         "(37 of 45 pairs are impostors); FAME 84.0.")
     assert lines[1] == "sface: highest insertion AUC FAME 93.0; FAME 93.0; centre Gaussian (reference) 92.5; random (reference) 75.0."
-    assert lines[2] == "sface: deletion not below insertion (fails the basic sanity check) for: Grad-CAM, random (reference) (centre share of their e₊ mass: Grad-CAM 0.80)."
+    assert lines[2] == "sface: deletion not below insertion (fails the basic sanity check) for: Grad-CAM, random (reference) (centre share of their e₊ mass, mean over networks: Grad-CAM 0.80)."
     assert lines[3] == "sface: at the 4-decimal θ, FAME scores deletion 82.0 / insertion 91.0 (default θ: 84.0 / 93.0)."
     assert lines[5].startswith("dlib: highest insertion AUC Grad-CAM 95.0;") and lines[6].endswith("for: random (reference).")

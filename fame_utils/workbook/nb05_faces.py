@@ -159,7 +159,8 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
         table2_4dp: the same at the original scripts' 4-decimal θ.
         impostors: impostor pairs among the evaluated ones, per network.
         pairs: number of evaluated pairs.
-        centre_share: mean share of each method's e₊ mass in the central half of the crop (1 = uniform).
+        centre_share: share of each method's e₊ mass in the central half of the crop (1 = uniform), averaged over the
+            networks (so it is quoted as such beside a failure on one network).
         reference: the method the other sentences compare with.
     """
     lines = []
@@ -175,7 +176,7 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
             f"{network}: highest insertion AUC {best} {rows.loc[best, 'insertion']:.1f}; {reference} {rows.loc[reference, 'insertion']:.1f}; "
             + "; ".join(f"{m} {rows.loc[m, 'insertion']:.1f}" for m in rows.index if "reference" in m) + ".",
             f"{network}: deletion not below insertion (fails the basic sanity check) for: {', '.join(failing) or 'none'}"
-            + (f" (centre share of their e₊ mass: {shares})" if shares else "") + ".",
+            + (f" (centre share of their e₊ mass, mean over networks: {shares})" if shares else "") + ".",
             f"{network}: at the 4-decimal θ, {reference} scores deletion {faithful.deletion:.1f} / insertion {faithful.insertion:.1f} "
             f"(default θ: {rows.loc[reference, 'deletion']:.1f} / {rows.loc[reference, 'insertion']:.1f}).",
         ]
