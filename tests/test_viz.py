@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from fame_utils.metrics.classification import RoadCurves
+from fame_utils.viz.curves import line_style
 from fame_utils.viz import comparison_sheet, contact_sheet, draw_cell, heatmap, overlay, plot_road_curves, show_maps, sweep_sheet, to_rgb
 
 
@@ -148,3 +149,13 @@ def test_road_legends_sit_outside_every_panel_and_carry_the_auc() -> None:
         assert fig.bbox.padded(1).contains(legend.x0, legend.y0)
     expected = f"method 0 ({float(np.mean(results[1].curves['method 0'].insertion_auc())):.2f})"
     assert expected in [text.get_text() for text in fig.axes[3].get_legend().get_texts()]
+
+
+def test_curves_that_coincide_stay_distinguishable() -> None:
+    """Two methods with the same ranking draw the same curve: each line of a panel has its own marker and dash pair."""
+    methods = [f"method {k}" for k in range(10)]
+    fig = plot_road_curves([_road_result("net", methods)])
+    for ax in fig.axes:
+        styles = [(line.get_marker(), line.get_linestyle()) for line in ax.get_lines()]
+        assert len(styles) == len(methods) and len(set(styles)) == len(methods)
+    assert line_style(0) == line_style(12) and line_style(0) != line_style(1)

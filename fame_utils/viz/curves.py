@@ -17,7 +17,21 @@ from matplotlib.figure import Figure
 from fame_utils.metrics.classification import RoadCurves
 from fame_utils.metrics.verification import VerificationCurves
 
-__all__ = ["plot_road_curves", "deletion_insertion_figure"]
+__all__ = ["plot_road_curves", "deletion_insertion_figure", "line_style"]
+
+
+#: Marker and dash per curve, in drawing order: curves that coincide (e.g. two CAMs with the same ranking) stay visible.
+_LINE_STYLES: tuple[dict[str, Any], ...] = tuple(
+    dict(marker=marker, linestyle=dash, markersize=size, markerfacecolor="none" if hollow else None)
+    for marker, dash, size, hollow in (("o", "-", 5, True), ("s", "--", 4, False), ("^", "-.", 5, True), ("D", ":", 3.5, False),
+                                       ("v", "-", 5, False), ("P", "--", 5, True), ("X", "-.", 4.5, False), ("*", ":", 6, True),
+                                       ("h", "-", 4, True), ("<", "--", 4.5, False), (">", "-.", 4.5, True), ("d", ":", 4.5, False))
+)
+
+
+def line_style(index: int) -> dict[str, Any]:
+    """Matplotlib keyword arguments (marker, dash, size, fill) of the ``index``-th curve of a panel."""
+    return _LINE_STYLES[index % len(_LINE_STYLES)]
 
 
 def _legend_below(ax: Axes, columns: int = 2) -> None:
@@ -38,11 +52,11 @@ def plot_road_curves(results: Sequence[Any], methods: Sequence[str] | None = Non
     for column, result in enumerate(results):
         for row, (kind, arrow) in enumerate((("deletion", "↑"), ("insertion", "↓"))):
             ax = axes[row, column]
-            for method in methods or list(result.curves):
+            for index, method in enumerate(methods or list(result.curves)):
                 curves: RoadCurves = result.curves[method]
                 drop = getattr(curves, f"{kind}_drop").mean(dim=0).numpy()
                 auc = float(np.mean(getattr(curves, f"{kind}_auc")()))
-                ax.plot(curves.percents, drop, marker=".", label=f"{method} ({auc:.2f})")
+                ax.plot(curves.percents, drop, linewidth=1.2, label=f"{method} ({auc:.2f})", **line_style(index))
             ax.set_title(f"{result.network}: {kind} (AUC {arrow})", fontsize=9)
             ax.set_xlabel(f"% of top-ranked pixels {'removed' if kind == 'deletion' else 'shown'}")
             ax.set_ylabel("logit drop z(x) − z(x ⊙ M)")
@@ -57,9 +71,9 @@ def deletion_insertion_figure(curves: Mapping[str, VerificationCurves], clean_ac
         raise ValueError("deletion_insertion_figure needs at least one method's curves.")
     fig, axes = plt.subplots(1, 2, figsize=(9, 5.2), sharey=True, layout="constrained")
     for axis, kind, xlabel in ((axes[0], "deletion", "removed pixels P (%)"), (axes[1], "insertion", "kept pixels P (%)")):
-        for method, curve in curves.items():
+        for index, (method, curve) in enumerate(curves.items()):
             auc = curve.deletion_auc if kind == "deletion" else curve.insertion_auc
-            axis.plot(curve.percents, 100 * getattr(curve, kind), marker="o", markersize=3, label=f"{method} ({auc:.1f})")
+            axis.plot(curve.percents, 100 * getattr(curve, kind), linewidth=1.2, label=f"{method} ({auc:.1f})", **line_style(index))
         axis.axhline(100 * clean_accuracy, color="grey", linestyle="--", linewidth=1, label=f"clean ({100 * clean_accuracy:.1f})")
         axis.set_xlabel(xlabel)
         axis.set_title(f"{kind.capitalize()} ({'lower' if kind == 'deletion' else 'higher'} AUC is better)", fontsize=9)
