@@ -159,3 +159,40 @@ def test_bootstrap_interval_brackets_the_auc_and_collapses_when_pairs_agree():
     assert low <= mixed.deletion_auc <= high and low < high
     np.testing.assert_array_equal(mixed.subset([1]).labels, [0])
     assert math.isfinite(low)
+
+
+class CountingEmbedding(FlattenEmbedding):
+    """:class:`FlattenEmbedding` that counts the images it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return super().forward(x)
+
+
+def test_whole_and_fully_removed_probes_are_embedded_once():
+    generator = torch.Generator().manual_seed(2)
+    gallery, probe = torch.rand(3, 1, 10, 10, generator=generator), torch.rand(3, 1, 10, 10, generator=generator)
+    ranking = torch.rand(3, 10, 10, generator=generator)
+    model = CountingEmbedding()
+    curves = deletion_insertion(model, gallery, probe, ranking, [1, 0, 1], threshold=0.5, percents=[0, 30, 60, 100])
+    # 3 gallery + 3 clean probes + 1 black image + (P = 30, 60) × 2 sweeps × 3 probes.
+    assert model.images == 3 + 3 + 1 + 2 * 2 * 3
+    clean = cosine_scores(FlattenEmbedding(), gallery, probe).numpy()
+    np.testing.assert_allclose(curves.deletion_scores[0], clean, atol=1e-6)
+    np.testing.assert_allclose(curves.insertion_scores[-1], clean, atol=1e-6)
+    np.testing.assert_array_equal(curves.deletion_scores[-1], np.zeros(3))  # a black probe has no direction: cosine 0
+    reference = deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1, 0, 1], threshold=0.5, percents=[30])
+    np.testing.assert_allclose(curves.insertion_scores[1], reference.insertion_scores[0], atol=1e-6)
+
+
+def test_a_sweep_decided_at_another_threshold_keeps_its_scores():
+    gallery, probe, ranking = _pair(torch.arange(100.0))
+    curves = deletion_insertion(FlattenEmbedding(), gallery, probe, ranking, [1], threshold=0.5)
+    stricter = curves.with_threshold(0.9)
+    assert stricter.threshold == 0.9 and stricter.deletion_scores is curves.deletion_scores
+    # Correct while sqrt(k/100) ≥ 0.9, i.e. k ≥ 81: deletion only up to P = 10.
+    np.testing.assert_array_equal(stricter.deletion, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])

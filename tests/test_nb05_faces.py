@@ -191,11 +191,12 @@ def _table2(deletion_shift: float) -> pd.DataFrame:
 
 
 def test_findings_quote_table2_per_network() -> None:
-    lines = faces.findings(_table2(0.0), _table2(1.0) - 2.0, {"sface": 37, "dlib": 37}, 45, {"Grad-CAM": 0.8, "FAME": 1.3})
+    lines = faces.findings(_table2(0.0), _table2(1.0) - 2.0, {"sface": 37, "dlib": 37}, 45,
+                           {"sface": {"Grad-CAM": 0.8, "FAME": 1.3}, "dlib": {"Grad-CAM": 1.2, "FAME": 1.4}})
     assert len(lines) == 8 and all(line.startswith("sface: ") for line in lines[:4])
     assert lines[0] == ("sface: deletion AUC of every ranking lies in 83.0–90.0, against an impostor floor of 82.2 "
                         "(37 of 45 pairs are impostors); FAME 84.0.")
     assert lines[1] == "sface: highest insertion AUC FAME 93.0; FAME 93.0; centre Gaussian (reference) 92.5; random (reference) 75.0."
-    assert lines[2] == "sface: deletion not below insertion (fails the basic sanity check) for: Grad-CAM, random (reference) (centre share of their e₊ mass, mean over networks: Grad-CAM 0.80)."
+    assert lines[2] == "sface: deletion not below insertion (fails the basic sanity check) for: Grad-CAM, random (reference) (centre share of their e₊ mass on sface: Grad-CAM 0.80)."
     assert lines[3] == "sface: at the 4-decimal θ, FAME scores deletion 82.0 / insertion 91.0 (default θ: 84.0 / 93.0)."
     assert lines[5].startswith("dlib: highest insertion AUC Grad-CAM 95.0;") and lines[6].endswith("for: random (reference).")

@@ -51,6 +51,11 @@ def test_a_method_failing_the_sanity_check_ranks_the_border_first(results: dict)
     for method in METHODS:
         if not results["deletion_below_insertion"][method]:
             assert results["centre_share"][method] < 1, method
+    # Per network: wherever Grad-CAM fails, its e+ mass on that network sits on the border.
+    for cell, aucs in results["per_network"].items():
+        network, method = cell.split("/", 1)
+        if method == "Grad-CAM" and aucs["deletion"] >= aucs["insertion"]:
+            assert results["centre_share_per_network"][cell] < 1, cell
     for method in ("CorrRISE", "FGGB", "FAME"):
         assert results["deletion_below_insertion"][method], method
 

@@ -260,14 +260,43 @@ def road_curves(
     masks = percentile_masks(saliency.detach().to(pixels.device), steps)
     batch, count = pixels.shape[0], len(steps)
     clean = _gt_logits(model, normalize(pixels), labels, batch_size)
+    black = _class_logits_of_black(model, normalize(torch.zeros_like(pixels[:1])), labels)
     repeated = pixels[:, None].expand(batch, count, *pixels.shape[1:]).reshape(batch * count, *pixels.shape[1:])
     repeated_labels = labels.repeat_interleave(count)
     curves = []
     for keep in (masks.deletion, masks.insertion):
         flat_keep = keep.reshape(batch * count, *keep.shape[-2:])
-        if imputation:
-            perturbed = road_imputation(repeated, flat_keep, noise_std, generator)
-        else:
-            perturbed = repeated * flat_keep[:, None].to(pixels.dtype)
-        curves.append(_gt_logits(model, normalize(perturbed), repeated_labels, batch_size).reshape(batch, count))
+        logits, varied = _known_logits(flat_keep, clean.repeat_interleave(count), black.repeat_interleave(count))
+        if varied.any():
+            rows = varied.nonzero().squeeze(1).to(pixels.device)
+            partial_keep, partial = flat_keep.index_select(0, rows), repeated.index_select(0, rows)
+            if imputation:
+                perturbed = road_imputation(partial, partial_keep, noise_std, generator)
+            else:
+                perturbed = partial * partial_keep[:, None].to(pixels.dtype)
+            logits[varied] = _gt_logits(model, normalize(perturbed), repeated_labels[varied], batch_size)
+        curves.append(logits.reshape(batch, count))
     return RoadCurves(steps, clean, curves[0], curves[1])
+
+
+def _class_logits_of_black(model: nn.Module, black: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """The logit of each class in ``classes`` for the one all-black (normalised) image ``black`` (one forward pass)."""
+    with torch.no_grad():
+        logits = model(black)
+    if logits.ndim != 2:
+        raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
+    return logits[0, classes.to(logits.device)].float().cpu()
+
+
+def _known_logits(keep: torch.Tensor, clean: torch.Tensor, black: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of the rows whose mask keeps every pixel (the clean image) or none (all black, whatever the removal
+    rule fills in: both ROAD and black deletion leave a fully removed image black), without a forward pass.
+
+    Returns:
+        The ``(N,)`` logits (NaN where unknown) and the boolean mask of the rows that still need a forward pass.
+    """
+    flat = keep.flatten(1).cpu()
+    full, empty = flat.all(dim=1), ~flat.any(dim=1)
+    logits = torch.full((keep.shape[0],), float("nan"))
+    logits[full], logits[empty] = clean[full], black[empty]
+    return logits, ~(full | empty)

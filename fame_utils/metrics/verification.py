@@ -12,7 +12,7 @@ It knows nothing of attribution methods, benchmarks or plotting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -147,6 +147,10 @@ class VerificationCurves:
             raise ValueError(f"kind must be 'deletion' or 'insertion', got {kind!r}.")
         return (scores >= self.threshold) == self.labels.astype(bool)[None, :]
 
+    def with_threshold(self, threshold: float) -> "VerificationCurves":
+        """The same sweep decided at another θ: the scores do not depend on θ, so no forward pass is repeated."""
+        return replace(self, threshold=float(threshold))
+
     def subset(self, pairs: Sequence[int]) -> "VerificationCurves":
         """The same sweep restricted to the pairs at indices ``pairs`` (in that order)."""
         index = np.asarray(list(pairs), dtype=np.int64)
@@ -218,15 +222,30 @@ def deletion_insertion(
     truth = _as_labels(labels, probes.shape[0])
     masks = percentile_masks(similar_maps.detach().cpu(), percents)
     gallery_embeddings = embed(model, gallery, batch_size)
+    known = {"clean": embed(model, probes, batch_size), "black": embed(model, torch.zeros_like(probes[:1]), 1)}
     curves = {}
     for kind, keep in (("deletion", masks.deletion), ("insertion", masks.insertion)):
         rows = []
         for index in tqdm(range(len(masks.deletion[0])), desc=f"{kind} sweep", leave=False):
-            perturbed = probes * keep[:, index, None].to(probes.device, probes.dtype)
-            probe_embeddings = embed(model, perturbed, batch_size)
+            probe_embeddings = _masked_embeddings(model, probes, keep[:, index], known, batch_size)
             rows.append(torch.nn.functional.cosine_similarity(gallery_embeddings, probe_embeddings, dim=1).cpu().numpy())
         curves[kind] = np.stack(rows).astype(np.float64)
     return VerificationCurves(tuple(float(p) for p in percents), curves["deletion"], curves["insertion"], truth.astype(np.int64), float(threshold))
+
+
+def _masked_embeddings(model: nn.Module, probes: torch.Tensor, keep: torch.Tensor, known: dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
+    """Embeddings of ``probes × keep``: a probe kept whole is the clean probe and one with nothing kept the black image
+    (``known["clean"]`` / ``known["black"]``, embedded once); only the partly masked probes are forwarded."""
+    flat = keep.flatten(1)
+    full, empty = flat.all(dim=1), ~flat.any(dim=1)
+    varied = ~(full | empty)
+    result = known["clean"].clone()
+    result[empty.to(result.device)] = known["black"][0]
+    if varied.any():
+        rows = varied.nonzero().squeeze(1).to(probes.device)
+        partial = probes.index_select(0, rows) * keep.index_select(0, rows.cpu())[:, None].to(probes.device, probes.dtype)
+        result[varied.to(result.device)] = embed(model, partial, batch_size)
+    return result
 
 
 def bootstrap_auc_interval(

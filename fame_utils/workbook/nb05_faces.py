@@ -150,7 +150,7 @@ def pair_explanations(
 
 
 def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[str, int], pairs: int,
-             centre_share: Mapping[str, float], reference: str = "FAME") -> list[str]:
+             centre_share: Mapping[str, Mapping[str, float]], reference: str = "FAME") -> list[str]:
     """What Table 2 of this run shows, per network, as sentences with the numbers.
 
     Args:
@@ -159,8 +159,8 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
         table2_4dp: the same at the original scripts' 4-decimal θ.
         impostors: impostor pairs among the evaluated ones, per network.
         pairs: number of evaluated pairs.
-        centre_share: share of each method's e₊ mass in the central half of the crop (1 = uniform), averaged over the
-            networks (so it is quoted as such beside a failure on one network).
+        centre_share: per network, each method's share of its e₊ mass in the central half of the crop (1 = uniform);
+            a failing method's share on that network is quoted beside it.
         reference: the method the other sentences compare with.
     """
     lines = []
@@ -168,7 +168,8 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
         rows = rows.droplevel("network")
         best = rows["insertion"].idxmax()
         failing = [m for m, row in rows.iterrows() if row.deletion >= row.insertion]
-        shares = ", ".join(f"{m} {centre_share[m]:.2f}" for m in failing if m in centre_share)
+        on_network = centre_share.get(network, {})
+        shares = ", ".join(f"{m} {on_network[m]:.2f}" for m in failing if m in on_network)
         faithful = table2_4dp.loc[(network, reference)]
         lines += [
             f"{network}: deletion AUC of every ranking lies in {rows['deletion'].min():.1f}–{rows['deletion'].max():.1f}, against an impostor "
@@ -176,7 +177,7 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
             f"{network}: highest insertion AUC {best} {rows.loc[best, 'insertion']:.1f}; {reference} {rows.loc[reference, 'insertion']:.1f}; "
             + "; ".join(f"{m} {rows.loc[m, 'insertion']:.1f}" for m in rows.index if "reference" in m) + ".",
             f"{network}: deletion not below insertion (fails the basic sanity check) for: {', '.join(failing) or 'none'}"
-            + (f" (centre share of their e₊ mass, mean over networks: {shares})" if shares else "") + ".",
+            + (f" (centre share of their e₊ mass on {network}: {shares})" if shares else "") + ".",
             f"{network}: at the 4-decimal θ, {reference} scores deletion {faithful.deletion:.1f} / insertion {faithful.insertion:.1f} "
             f"(default θ: {rows.loc[reference, 'deletion']:.1f} / {rows.loc[reference, 'insertion']:.1f}).",
         ]
