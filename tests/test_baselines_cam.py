@@ -55,9 +55,20 @@ def test_layer_cams_equal_direct_grad_cam_calls(model, images, ours, theirs):
 
 
 def test_full_grad_equals_direct_grad_cam_call(model, images):
+    # Same map as the library's channel-by-channel OpenCV post-processing, up to float rounding.
     classes = [1, 2, 2]
     expected = FullGrad(model=model, target_layers=[])(input_tensor=images, targets=[ClassifierOutputTarget(c) for c in classes])
-    assert np.array_equal(full_grad(model, images, classes).numpy(), expected)
+    np.testing.assert_allclose(full_grad(model, images, classes).numpy(), expected, atol=1e-6)
+
+
+def test_full_grad_on_a_shipped_network_equals_the_library() -> None:
+    from fame_utils.models import load_model
+
+    spec = load_model("efficientnet_lite0")
+    normalizer = Normalizer(spec.mean, spec.std)
+    pixels = torch.rand(1, 3, spec.input_size, spec.input_size, generator=torch.Generator().manual_seed(0))
+    expected = FullGrad(model=_PixelModel(spec.module, normalizer), target_layers=[])(input_tensor=pixels, targets=[ClassifierOutputTarget(281)])
+    np.testing.assert_allclose(full_grad(spec.module, normalizer(pixels), [281], normalizer).numpy(), expected, atol=1e-5)
 
 
 class _PixelModel(nn.Module):
