@@ -230,3 +230,17 @@ def test_bad_speed_settings_are_named() -> None:
         FameConfig(memory_format="nhwc")
     with pytest.raises(ValueError, match="needs a CUDA device"):
         optimize(images(1, 8, seed=0), lambda b: b.sum(dim=(1, 2, 3)), config(precision="fp16"))
+
+
+@pytest.mark.parametrize("single_reference", [False, True])
+def test_explain_verification_maps_do_not_depend_on_its_batch_size(single_reference: bool) -> None:
+    model, x = pooled_embedder(), images(5, 16, seed=4)
+    reference = images(1, 16, seed=5) if single_reference else images(5, 16, seed=5)
+    run = config(epsilon=None)
+    whole = explain_verification(model, x, reference, run, batch_size=5)
+    for size in (1, 2):
+        chunked = explain_verification(model, x, reference, run, batch_size=size)
+        for mode in ("similar", "dissimilar"):  # rounding differs with the batch and drifts over 12 steps: 1e-4
+            torch.testing.assert_close(chunked[mode], whole[mode], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        explain_verification(model, x, reference, run, batch_size=0)

@@ -164,16 +164,12 @@ def _iou_columns(saliency: torch.Tensor, boxes: dict[str, Any], thresholds: Sequ
     return row
 
 
-def _concat_curves(parts: list[RoadCurves]) -> RoadCurves:
-    return RoadCurves(parts[0].percents, torch.cat([p.clean for p in parts]), torch.cat([p.deletion for p in parts]), torch.cat([p.insertion for p in parts]))
-
-
 def _method_curves(spec: Any, samples: Sequence[PreparedSample], maps: torch.Tensor, normalizer: Normalizer, percents: Sequence[float],
                    imputation: bool, generator: torch.Generator | None) -> RoadCurves:
-    model, device = spec.module, getattr(spec, "device", torch.device("cpu"))
-    parts = [road_curves(model, s.pixels[None].to(device), maps[i:i + 1].to(device), [s.target], normalizer, percents, imputation=imputation,
-                         generator=generator, batch_size=len(percents)) for i, s in enumerate(samples)]
-    return _concat_curves(parts)
+    """One method's curves over all samples, in one sweep (forward batches span samples)."""
+    device = getattr(spec, "device", torch.device("cpu"))
+    pixels = torch.stack([s.pixels for s in samples]).to(device)
+    return road_curves(spec.module, pixels, maps.to(device), [s.target for s in samples], normalizer, percents, imputation=imputation, generator=generator)
 
 
 #: Methods whose maps draw from the run's generator: never cached, so a cached run makes the same draws as an uncached one.

@@ -156,6 +156,7 @@ def explain_verification(
     modes: Sequence[str] = ("similar", "dissimilar"),
     detach_norms: bool = False,
     progress: bool = False,
+    batch_size: int = 8,
 ) -> dict[str, torch.Tensor]:
     """FAME maps of ``image`` against the frozen embedding of ``reference`` (one side of each pair).
 
@@ -172,6 +173,10 @@ def explain_verification(
         modes: which maps to compute.
         detach_norms: cosine similarity with frozen norms (footnote 4 variant).
         progress: show progress bars over iterations.
+        batch_size: images optimised together. Each image's map is the same alone or in a batch (the loss and
+            early stopping are per sample); 8 is the fastest measured on a 2-core CPU (SFace: 43 ms per
+            image-iteration at 8, 79 ms with all 45 shipped pairs at once; dlib 13 vs 12 ms). The batch-mean early
+            stop of ``paper_faithful`` with an ε sees the whole batch, so it is not split then.
 
     Returns:
         ``{"similar": (B, H, W), "dissimilar": (B, H, W)}`` (only the requested modes).
@@ -189,12 +194,21 @@ def explain_verification(
     check_blur_fits(config.blur_kernel, batch.shape[-2:])
     if references.shape[0] not in (1, batch.shape[0]):
         raise ValueError(f"reference has {references.shape[0]} images but image has {batch.shape[0]}; pass one reference per image (or a single one).")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
     with torch.no_grad():
         reference_embedding = model(references).detach()
+    if reference_embedding.shape[0] == 1:
+        reference_embedding = reference_embedding.expand(batch.shape[0], *reference_embedding.shape[1:])
+    chunk_size = batch.shape[0] if config.early_stop_rule == "batch-mean" and config.epsilon is not None else batch_size
     maps = {}
     for mode in modes:
-        loss = verification_loss(model, reference_embedding, mode, detach_norms=detach_norms)
-        with torch.enable_grad():
-            perturbed = optimize(batch, loss, config, progress=progress)
-        maps[mode] = attribution(batch, perturbed, config)
+        parts = []
+        for start in range(0, batch.shape[0], chunk_size):
+            chunk, chunk_reference = batch[start:start + chunk_size], reference_embedding[start:start + chunk_size]
+            loss = verification_loss(model, chunk_reference, mode, detach_norms=detach_norms)
+            with torch.enable_grad():
+                perturbed = optimize(chunk, loss, config, progress=progress)
+            parts.append(attribution(chunk, perturbed, config))
+        maps[mode] = torch.cat(parts)
     return maps

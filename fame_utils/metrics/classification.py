@@ -25,6 +25,7 @@ from torch import nn
 
 from fame_utils._checks import check_unit_threshold, class_list
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -209,7 +210,7 @@ def _gt_logits(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, ba
     outputs = []
     with torch.no_grad():
         for start in range(0, inputs.shape[0], batch_size):
-            logits = model(inputs[start:start + batch_size])
+            logits = model(fast_layout(inputs[start:start + batch_size]))
             if logits.ndim != 2:
                 raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
             chunk = classes[start:start + batch_size].to(logits.device)
@@ -227,7 +228,7 @@ def road_curves(
     imputation: bool = False,
     noise_std: float = 0.01,
     generator: torch.Generator | None = None,
-    batch_size: int = 32,
+    batch_size: int = FORWARD_BATCH,
 ) -> RoadCurves:
     """Deletion and insertion curves of the ground-truth logit (paper Sec. 4.2): black pixels, or ROAD.
 
@@ -245,7 +246,7 @@ def road_curves(
         percents: the P values (default 0, 10, …, 100).
         imputation: ROAD's noisy linear imputation instead of black (not the paper's table).
         noise_std, generator: imputation noise and its seed.
-        batch_size: forward-pass batch size.
+        batch_size: images per forward pass (channels_last; see :data:`FORWARD_BATCH`).
 
     Returns:
         :class:`RoadCurves` with the raw logits.

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from fame_utils._checks import check_similarities
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
 from fame_utils.metrics.stats import bootstrap_interval
+from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
 __all__ = [
     "VerificationCurves",
@@ -106,17 +107,18 @@ def verification_accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float
     return float(np.mean((values >= threshold) == genuine))
 
 
-def embed(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Embeddings ``(N, D)`` of ``images`` ``(N, C, H, W)``, computed without gradients in batches."""
+def embed(model: nn.Module, images: torch.Tensor, batch_size: int = FORWARD_BATCH) -> torch.Tensor:
+    """Embeddings ``(N, D)`` of ``images`` ``(N, C, H, W)``, computed without gradients in batches (channels_last,
+    :data:`~fame_utils.runtime.FORWARD_BATCH` images per pass by default: the fastest measured layout)."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}.")
     with torch.no_grad():
-        return torch.cat([model(chunk).flatten(1) for chunk in images.split(batch_size)])
+        return torch.cat([model(fast_layout(chunk)).flatten(1) for chunk in images.split(batch_size)])
 
 
-def cosine_scores(model: nn.Module, gallery: torch.Tensor, probes: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def cosine_scores(model: nn.Module, gallery: torch.Tensor, probes: torch.Tensor, batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """Cosine similarity ``(N,)`` between the embeddings of ``gallery[i]`` and ``probes[i]``."""
     if gallery.shape != probes.shape:
         raise ValueError(f"gallery and probes must have the same shape, got {tuple(gallery.shape)} and {tuple(probes.shape)}.")
@@ -195,7 +197,7 @@ def deletion_insertion(
     labels: ArrayLike,
     threshold: float,
     percents: Sequence[float] = DEFAULT_PERCENTS,
-    batch_size: int = 64,
+    batch_size: int = FORWARD_BATCH,
 ) -> VerificationCurves:
     """Probe-only deletion/insertion sweep (paper Sec. 4.3, docs/decisions.md#deletion-insertion-probe).
 
