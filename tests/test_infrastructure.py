@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import json
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -120,6 +123,28 @@ def test_session_writes_figures_tables_numbers_and_manifest(tmp_path) -> None:
     assert "table_test" in manifest["tables"]
     numbers = json.loads((tmp_path / "executed" / "99_test.json").read_text())
     assert numbers == {"curve": [1.0, None], "iou": 0.25, "profile": "smoke", "seed": 3}
+
+
+def test_pngs_fit_the_size_limit_and_are_byte_identical_when_redrawn() -> None:
+    from PIL import Image as PILImage
+
+    from fame_utils.workbook.session import png_bytes
+
+    def noisy_sheet() -> plt.Figure:
+        fig, axes = plt.subplots(4, 4, figsize=(12, 12))
+        for index, ax in enumerate(axes.flat):
+            ax.imshow(np.random.default_rng(index).random((256, 256)), cmap="jet")
+        return fig
+
+    fig = noisy_sheet()
+    large = png_bytes(fig, limit=10**9)
+    capped = png_bytes(fig, limit=len(large) // 3)
+    assert len(capped) <= len(large) // 3
+    assert PILImage.open(io.BytesIO(capped)).size[0] < PILImage.open(io.BytesIO(large)).size[0]
+    again = noisy_sheet()
+    assert png_bytes(again, limit=len(large) // 3) == capped  # no timestamp or software tag in the file
+    assert len(png_bytes(fig, limit=1)) <= len(large)  # nothing fits: the smallest rendering, not the last
+    plt.close("all")
 
 
 def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:

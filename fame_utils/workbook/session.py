@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import json
 import math
 import os
@@ -116,6 +117,29 @@ def atomic_write(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+#: Largest committed PNG: sheets of many panels are rendered at a lower dpi until they fit (the PDF keeps the vectors).
+PNG_LIMIT_BYTES = 1_500_000
+PNG_DPI = 150
+_PNG_MIN_DPI = 50
+
+
+def png_bytes(fig: Any, limit: int = PNG_LIMIT_BYTES, dpi: int = PNG_DPI) -> bytes:
+    """``fig`` as PNG bytes without metadata (byte-identical for an unchanged figure), at ``dpi`` or, when that file
+    would exceed ``limit`` bytes, at the dpi that makes it fit (size scales about with dpi²; 5 % margin). Never below
+    50 dpi: if nothing fits by then, the smallest file rendered is returned."""
+    smallest = b""
+    while True:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=dpi, metadata={"Software": None})
+        data = buffer.getvalue()
+        smallest = data if not smallest or len(data) < len(smallest) else smallest
+        if len(data) <= limit:
+            return data
+        if dpi <= _PNG_MIN_DPI:
+            return smallest
+        dpi = max(_PNG_MIN_DPI, int(dpi * 0.95 * (limit / len(data)) ** 0.5))
 
 
 def _atomic_save(path: Path, writer: Callable[[IO[Any]], None], mode: str = "wb") -> None:
@@ -416,7 +440,7 @@ class Session:
         self.figures.append(name)
         return self._save("figures", name, caption, [
             (pdf, lambda f: fig.savefig(f, format="pdf", bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None}), "wb"),
-            (png, lambda f: fig.savefig(f, format="png", bbox_inches="tight", dpi=150, metadata={"Software": None}), "wb"),
+            (png, lambda f: f.write(png_bytes(fig)), "wb"),
         ])
 
     def save_table(self, table: Any, name: str, caption: str = "") -> list[Path]:
