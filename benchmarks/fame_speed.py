@@ -4,8 +4,9 @@ In ONE process, with the two paths interleaved round by round (the machine may b
 round of each path is kept), it prints for the shipped networks:
 
 * FAME seconds per image-iteration, straightforward (fp32, NCHW, one sample per run, fixed iterations)
-  vs the workbook's path (channels_last, locations batched, fp32) and the opt-in bf16 path: the ratio and
-  the Spearman rank correlation of the maps — Lite0 class map, Lite0 feature-map locations, SFace e₊/e₋;
+  vs the workbook's path (channels_last, photos / locations / pairs batched as the notebooks batch them, fp32)
+  and the opt-in bf16 path: the ratio and the Spearman rank correlation of the maps — Lite0 class maps,
+  Lite0 feature-map locations, SFace e₊/e₋;
 * the bare forward + input-gradient time of the same batch and layout, so the loop's overhead is visible;
 * CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D sequential
   backward passes vs the current batched Jacobian.
@@ -76,12 +77,19 @@ def report(title: str, samples: int, iterations: int, timed: dict[str, tuple[flo
         print(line)
 
 
-def fame_class(spec, image: torch.Tensor, target: int, args: argparse.Namespace) -> None:
+def one_at_a_time(explain: Callable[[int], torch.Tensor], count: int) -> torch.Tensor:
+    """The straightforward loop: one sample per run, results stacked."""
+    return torch.cat([explain(index) for index in range(count)])
+
+
+def fame_class(spec, images: torch.Tensor, targets: list[int], args: argparse.Namespace) -> None:
     base = FameConfig(iterations=args.iterations)
-    runs = {"straightforward": lambda: explain_class(spec.module, image, [target], base.replace(**STRAIGHT))}
-    runs |= {name: (lambda c=base.replace(**changes): explain_class(spec.module, image, [target], c)) for name, changes in PATHS.items()}
-    floor = floor_seconds(spec.module, image[None], True, args.rounds, args.iterations)
-    report("FAME Lite0 class", 1, args.iterations, best_of(args.rounds, runs), floor)
+    count = len(targets)
+    straight = base.replace(**STRAIGHT)
+    runs = {"straightforward": lambda: one_at_a_time(lambda i: explain_class(spec.module, images[i:i + 1], targets[i:i + 1], straight), count)}
+    runs |= {name: (lambda c=base.replace(**changes): explain_class(spec.module, images, targets, c)) for name, changes in PATHS.items()}
+    floor = floor_seconds(spec.module, images, True, args.rounds, args.iterations)
+    report(f"FAME Lite0 class ({count} photos in one batch, as notebook 04)", count, args.iterations, best_of(args.rounds, runs), floor)
 
 
 def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
@@ -97,17 +105,23 @@ def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
     report(f"FAME Lite0 locations (batch {args.batch})", len(locations), args.iterations, best_of(args.rounds, runs), floor)
 
 
-def fame_faces(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.Namespace) -> None:
+def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argparse.Namespace) -> None:
     base = FameConfig(iterations=args.iterations)
+    count = probes.shape[0]
 
-    def both(config: FameConfig) -> torch.Tensor:
+    def both(config: FameConfig, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
         maps = explain_verification(spec.module, probe, gallery, config)
         return torch.cat([maps["similar"], maps["dissimilar"]])
 
-    runs = {"straightforward": lambda: both(base.replace(**STRAIGHT))}
-    runs |= {name: (lambda c=base.replace(**changes): both(c)) for name, changes in PATHS.items()}
-    floor = 2 * floor_seconds(spec.module, probe[None], True, args.rounds, args.iterations)
-    report("FAME SFace e+/e-", 2, args.iterations, best_of(args.rounds, runs), floor)
+    straight = base.replace(**STRAIGHT)
+    runs = {"straightforward": lambda: torch.cat([both(straight, probes[i:i + 1], galleries[i:i + 1]) for i in range(count)])}
+    runs |= {name: (lambda c=base.replace(**changes): both(c, probes, galleries)) for name, changes in PATHS.items()}
+    floor = 2 * floor_seconds(spec.module, probes, True, args.rounds, args.iterations)
+    timed = best_of(args.rounds, runs)
+    # The straightforward run stacks (e+, e-) per pair, the batched one all e+ then all e-: same order for the comparison.
+    seconds, maps = timed["straightforward"]
+    timed["straightforward"] = (seconds, torch.cat([maps[0::2], maps[1::2]]))
+    report(f"FAME SFace e+/e- ({count} pairs in one call, as notebook 05)", 2 * count, args.iterations, timed, floor)
 
 
 def baselines(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.Namespace) -> None:
@@ -135,6 +149,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5)
     parser.add_argument("--locations", type=int, default=4, help="first N of the 49 Lite0 locations")
     parser.add_argument("--batch", type=int, default=4, help="locations per batch on the workbook path")
+    parser.add_argument("--photos", type=int, default=4, help="photos explained together (notebook 04 batches 4)")
+    parser.add_argument("--pairs", type=int, default=8, help="face pairs explained together (explain_verification's batch)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--masks", type=int, default=50, help="CorrRISE masks per face (the workbook uses 500)")
     parser.add_argument("--only", choices=["class", "locations", "faces", "baselines"], nargs="*")
@@ -144,20 +160,21 @@ def main() -> None:
     only = set(args.only or ["class", "locations", "faces", "baselines"])
     if only & {"class", "locations"}:
         lite0 = load_model("efficientnet_lite0", device="cpu")
-        photo = object_images()[0]
-        image = lite0.preprocess(photo.image)
+        photos = object_images()[: args.photos]
+        images = torch.stack([lite0.preprocess(photo.image) for photo in photos])
         if "class" in only:
-            fame_class(lite0, image, photo.classes[0], args)
+            fame_class(lite0, images, [int(photo.classes[0]) for photo in photos], args)
         if "locations" in only:
-            fame_locations(lite0, image, args)
+            fame_locations(lite0, images[0], args)
     if only & {"faces", "baselines"}:
         sface = load_model("sface", device="cpu")
-        pair = face_pairs()[0]
-        probe, gallery = sface.preprocess(pair.probe), sface.preprocess(pair.gallery)
+        pairs = face_pairs()[: args.pairs]
+        probes = torch.stack([sface.preprocess(pair.probe) for pair in pairs])
+        galleries = torch.stack([sface.preprocess(pair.gallery) for pair in pairs])
         if "faces" in only:
-            fame_faces(sface, probe, gallery, args)
+            fame_faces(sface, probes, galleries, args)
         if "baselines" in only:
-            baselines(sface, probe, gallery, args)
+            baselines(sface, probes[0], galleries[0], args)
     print(f"\nwhole script: {time.perf_counter() - started:.0f} s wall")
 
 
