@@ -244,3 +244,18 @@ def test_explain_verification_maps_do_not_depend_on_its_batch_size(single_refere
             torch.testing.assert_close(chunked[mode], whole[mode], atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="batch_size"):
         explain_verification(model, x, reference, run, batch_size=0)
+
+
+def test_paper_faithful_batch_mean_stop_sees_the_whole_batch_whatever_the_batch_size() -> None:
+    # Under the batch-mean rule a sample's map depends on its batch mates, so explain_verification must not split it.
+    model, x, reference = pooled_embedder(), images(4, 16, seed=6), images(4, 16, seed=7)
+    with torch.no_grad():
+        loss = verification_loss(model, model(reference), "similar")
+    curves = free_curves(x, loss, 12)
+    epsilon = float(curves[3].mean() + curves[4].mean()) / 2  # the batch mean crosses ε after 4 steps
+    run = config(epsilon=epsilon, paper_faithful=True)
+    whole = explain_verification(model, x, reference, run, modes=("similar",), batch_size=4)["similar"]
+    asked_in_ones = explain_verification(model, x, reference, run, modes=("similar",), batch_size=1)["similar"]
+    assert torch.equal(asked_in_ones, whole)
+    one_by_one = torch.cat([explain_verification(model, x[i], reference[i], run, modes=("similar",))["similar"] for i in range(4)])
+    assert float((one_by_one - whole).abs().max()) > 1e-3, "ε must make the batch mean matter, or the test proves nothing"
