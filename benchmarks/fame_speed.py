@@ -8,8 +8,8 @@ round of each path is kept), it prints for the shipped networks:
   and the opt-in bf16 path: the ratio and the Spearman rank correlation of the maps — Lite0 class maps,
   Lite0 feature-map locations, SFace e₊/e₋;
 * the bare forward + input-gradient time of the same batch and layout, so the loop's overhead is visible;
-* CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D sequential
-  backward passes vs the current batched Jacobian.
+* CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D backward passes
+  per face (NCHW, as before) vs D backward passes shared by a batch of faces in channels_last.
 
 Nothing is asserted: timings depend on the machine. The defaults are sized so the whole script finishes in about
 ten minutes on two busy cores; raise them on a quiet machine for steadier ratios. Usage:
@@ -25,7 +25,7 @@ from collections.abc import Callable
 import torch
 from scipy.stats import spearmanr
 
-from fame_utils.baselines.gradient import fggb
+from fame_utils.baselines.gradient import FGGB_BATCH, fggb, fggb_gradients
 from fame_utils.baselines.perturbation import corrrise, corrrise_masks
 from fame_utils.data import face_pairs, object_images
 from fame_utils.fame import FameConfig, all_locations, explain_class, explain_locations, explain_verification
@@ -124,7 +124,8 @@ def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argpar
     report(f"FAME SFace e+/e- ({count} pairs in one call, as notebook 05)", 2 * count, args.iterations, timed, floor)
 
 
-def baselines(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.Namespace) -> None:
+def baselines(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argparse.Namespace) -> None:
+    probe, gallery = probes[0], galleries[0]
     masks = corrrise_masks(args.masks, tuple(probe.shape[-2:]))
     corr = {
         "straightforward": lambda: corrrise(spec.module, probe[None], gallery[None], masks=masks, batch_size=250)["similar"],
@@ -134,14 +135,19 @@ def baselines(spec, probe: torch.Tensor, gallery: torch.Tensor, args: argparse.N
     print(f"\nCorrRISE SFace, {args.masks} masks per face (batch 250 = before, default = now)")
     for name, (seconds, maps) in timed.items():
         print(f"  {name:24s} {seconds:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}  Spearman {rank_correlation(timed['straightforward'][1], maps):.4f}")
+    count = len(probes)
     grads = {
-        "straightforward": lambda: fggb(spec.module, probe[None], gallery[None], 0.3, batched=False)["similar"],
-        "workbook": lambda: fggb(spec.module, probe[None], gallery[None], 0.3)["similar"],
+        "straightforward": lambda: torch.stack([fggb_gradients(spec.module, face[None])[0, :, 0, 0, 0] for face in probes]),
+        "one face per pass": lambda: fggb(spec.module, probes, galleries, 0.3, batch_size=1)["similar"],
+        "workbook": lambda: fggb(spec.module, probes, galleries, 0.3)["similar"],
     }
     timed = best_of(args.rounds, grads)
-    print("\nFGGB SFace (D sequential backward passes vs batched Jacobian)")
+    print(f"\nFGGB SFace, {count} faces (straightforward = D backward passes per face, NCHW, the Jacobian alone; "
+          f"one face per pass = channels_last maps; workbook = {FGGB_BATCH} faces per backward pass)")
+    reference = timed["one face per pass"][1]
     for name, (seconds, maps) in timed.items():
-        print(f"  {name:24s} {seconds:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}  Spearman {rank_correlation(timed['straightforward'][1], maps):.4f}")
+        agreement = "" if name == "straightforward" else f"  Spearman to one face per pass {rank_correlation(reference, maps):.4f}"
+        print(f"  {name:24s} {seconds / count:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}{agreement}")
 
 
 def main() -> None:
@@ -174,7 +180,7 @@ def main() -> None:
         if "faces" in only:
             fame_faces(sface, probes, galleries, args)
         if "baselines" in only:
-            baselines(sface, probes[0], galleries[0], args)
+            baselines(sface, probes, galleries, args)
     print(f"\nwhole script: {time.perf_counter() - started:.0f} s wall")
 
 

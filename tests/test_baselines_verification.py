@@ -104,26 +104,41 @@ def test_corrrise_is_seed_reproducible():
     torch.testing.assert_close(first["similar"], second["similar"], atol=0, rtol=0)
 
 
-def test_fggb_batched_vjp_equals_sequential_backward_passes():
+def test_fggb_jacobian_of_a_batch_equals_autograd_jacobian_of_each_face():
+    model = cam_embedder()
+    images, _ = pair_images(3)
+    jacobian = fggb_gradients(model, images)
+    assert jacobian.shape == (3, 16, 3, 32, 32)
+    for index, image in enumerate(images):
+        expected = torch.autograd.functional.jacobian(lambda x: torch.nn.functional.normalize(model(x[None])[0], dim=0, eps=1e-8), image)
+        torch.testing.assert_close(jacobian[index], expected, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_fggb_maps_do_not_depend_on_how_many_faces_share_a_backward_pass(batch_size):
+    model = cam_embedder()
+    images, references = pair_images(5, seed=3)
+    one_by_one = [fggb(model, images[i:i + 1], references[i:i + 1], threshold=0.2, blur_kernel=5, blur_sigma=1.0) for i in range(5)]
+    batched = fggb(model, images, references, threshold=0.2, blur_kernel=5, blur_sigma=1.0, batch_size=batch_size)
+    for key in ("similar", "dissimilar"):
+        torch.testing.assert_close(batched[key], torch.cat([maps[key] for maps in one_by_one]), atol=1e-6, rtol=0)
+    assert batched["similar"].amax(dim=(1, 2)).eq(1).all()
+
+
+def test_fggb_rejects_an_empty_backward_batch_and_a_model_in_train_mode():
     model = cam_embedder()
     images, references = pair_images()
-    batched = fggb_gradients(model, images[0], chunk_size=None)
-    chunked = fggb_gradients(model, images[0], chunk_size=5)
-    sequential = fggb_gradients(model, images[0], batched=False)
-    assert batched.shape == (16, 3, 32, 32)
-    torch.testing.assert_close(batched, sequential, atol=1e-5, rtol=0)
-    torch.testing.assert_close(chunked, sequential, atol=1e-5, rtol=0)
-    maps_batched = fggb(model, images, references, threshold=0.2, blur_kernel=5, blur_sigma=1.0)
-    maps_sequential = fggb(model, images, references, threshold=0.2, blur_kernel=5, blur_sigma=1.0, batched=False)
-    for key in ("similar", "dissimilar"):
-        torch.testing.assert_close(maps_batched[key], maps_sequential[key], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        fggb(model, images, references, threshold=0.2, batch_size=0)
+    with pytest.raises(ValueError, match="eval"):
+        fggb_gradients(model.train(), images)
 
 
 def test_fggb_differentiates_through_the_l2_normalisation():
     # ‖φ̂‖ is constant (≈ 1), so Σ_i φ̂_i ∂φ̂_i/∂x = 0; without the normalisation this would not vanish.
     model = cam_embedder()
     image = pair_images(1)[0][0]
-    jacobian = fggb_gradients(model, image)
+    jacobian = fggb_gradients(model, image[None])[0]
     with torch.no_grad():
         embedding = model(image[None])[0]
     normalized = embedding / embedding.norm()

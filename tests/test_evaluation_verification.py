@@ -119,7 +119,7 @@ def test_probe_curves_auc_table_and_record_on_random_weights() -> None:
     import numpy as np
     import torch
 
-    from fame_utils.evaluation.verification import REFERENCE_MAPS, auc_record, auc_table, probe_curves
+    from fame_utils.evaluation.verification import REFERENCE_MAPS, auc_record, auc_table, curves_at_thresholds, probe_curves
 
     scored = _pair_set()
     indices = np.array([0, 2])
@@ -132,6 +132,12 @@ def test_probe_curves_auc_table_and_record_on_random_weights() -> None:
     rounded = probe_curves(scored, indices, {"A": centre}, seed=0, threshold=scored.threshold_4dp)
     assert rounded["A"].threshold == scored.threshold_4dp
     np.testing.assert_array_equal(rounded["A"].deletion_scores, curves["A"].deletion_scores)
+    redecided = curves_at_thresholds({"sface": curves}, {"sface": scored.threshold_4dp})["sface"]
+    assert list(redecided) == list(curves) and redecided["A"].threshold == scored.threshold_4dp
+    np.testing.assert_array_equal(redecided["A"].deletion, rounded["A"].deletion)
+    np.testing.assert_array_equal(redecided["A"].insertion, rounded["A"].insertion)
+    with pytest.raises(KeyError, match="no threshold for \\['sface'\\]"):
+        curves_at_thresholds({"sface": curves}, {"dlib_resnet": 0.5})
     table = auc_table({"sface": curves}, n_boot=20, seed=0)
     assert table.index.tolist() == [("sface", m) for m in curves]
     assert table[["deletion", "insertion"]].apply(lambda column: column.between(0, 100)).all().all()

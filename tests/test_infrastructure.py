@@ -110,8 +110,10 @@ def test_session_writes_figures_tables_numbers_and_manifest(tmp_path) -> None:
     run = Session.start("99_test", profile="smoke", seed=3, output_dir=tmp_path, parameters={"iterations": 5}, device="cpu")
     fig, ax = plt.subplots()
     ax.plot([0, 1], [1, 0])
-    run.save_figure(fig, "fig_test", caption="a line")
+    saved = run.save_figure(fig, "fig_test", caption="a line")
     plt.close(fig)
+    assert saved == [tmp_path / "fig_test.pdf", tmp_path / "fig_test.png"]
+    assert repr(saved) == f"saved fig_test.pdf, fig_test.png in {tmp_path.name}/"  # what a cell ending in a save shows
     run.save_table(pd.DataFrame({"method": ["FAME"], "iou": [0.5]}), "table_test")
     run.record(iou=torch.tensor(0.25), curve=[1.0, float("nan")])
     assert (tmp_path / "fig_test.pdf").stat().st_size > 0 and (tmp_path / "fig_test.png").stat().st_size > 0

@@ -216,3 +216,61 @@ def test_the_atlas_is_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert computed == [1]
     assert first.maps.keys() == second.maps.keys() and all(torch.equal(first.maps[k], second.maps[k]) for k in first.maps)
     assert torch.equal(first.fame_mass, second.fame_mass) and torch.equal(first.gradient_mass, second.gradient_mass)
+
+
+class _Clock:
+    """A fake ``time.perf_counter`` that only moves when a map is computed: seconds are exact, not measured."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_benchmark_seconds_count_computed_maps_and_not_cached_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fame_utils.workbook.nb04_classification import method_seconds
+
+    spec, samples = _tiny_benchmark_inputs()
+    clock = _Clock()
+
+    def slow(method: str, *args: object) -> torch.Tensor:
+        clock.now += 5.0 if method == "FAME" else 1.0
+        return classifier_maps(method, *args)
+
+    monkeypatch.setattr(classification, "classifier_maps", slow)
+    monkeypatch.setattr(classification.time, "perf_counter", clock)
+    config = FameConfig(iterations=2, blur_kernel=5, blur_sigma=1.5)
+
+    def run() -> classification.BenchmarkResult:
+        return classification.run_benchmark(spec, samples, ["FAME", "Grad-CAM", "Random"], config, torch.Generator().manual_seed(0),
+                                            percents=(0, 100), batch_size=2, progress=False)
+
+    first, second = run(), run()
+    assert first.seconds == {m: {"maps": 2 * s, "curves": 0.0} for m, s in (("FAME", 5.0), ("Grad-CAM", 1.0), ("Random", 1.0))}  # two batches each
+    assert second.seconds["FAME"]["maps"] == second.seconds["Grad-CAM"]["maps"] == 0.0  # served from the cache
+    assert second.seconds["Random"]["maps"] == 2.0  # draws from the generator: never cached
+    table = method_seconds({"tiny": first})
+    assert table[["method", "maps (s)"]].values.tolist() == [["FAME", 10.0], ["Grad-CAM", 2.0], ["Random", 2.0]]
+
+
+def test_explain_pairs_adds_each_methods_seconds_over_sides_and_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fame_utils.workbook.nb05_faces import method_seconds
+
+    model = cam_embedder()
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    clock = _Clock()
+    original = registry.fggb
+
+    def slow_fggb(*args: object, **kwargs: object) -> dict:
+        clock.now += 3.0
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "fggb", slow_fggb)
+    monkeypatch.setattr(registry.time, "perf_counter", clock)
+    monkeypatch.setenv("FAME_CACHE", "off")
+    seconds: dict[str, float] = {}
+    registry.explain_pairs(model, "body", images[:2], images[2:], 0.3, methods=("FGGB", "Grad-CAM"), seconds=seconds)
+    registry.explain_pairs(model, "body", images[:1], images[2:3], 0.3, methods=("FGGB",), sides=("gallery",), seconds=seconds)
+    assert seconds == {"FGGB": 3 * 3.0, "Grad-CAM": 0.0}  # two sides, then one more
+    assert method_seconds({"tiny": seconds}).values.tolist() == [["tiny", "FGGB", 9.0], ["tiny", "Grad-CAM", 0.0]]

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fame_utils.metrics import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+from fame_utils.metrics.masks import mask_extent
 
 
 def test_default_percents_are_the_papers_eleven_ratios():
@@ -43,6 +44,13 @@ def test_edges_p0_keeps_all_and_p100_removes_all():
     masks = percentile_masks(saliency, [0, 100])
     assert masks.deletion[0].all() and not masks.insertion[0].any()
     assert not masks.deletion[1].any() and masks.insertion[1].all()
+
+
+def test_mask_extent_names_the_rows_that_keep_every_pixel_or_none():
+    masks = percentile_masks(torch.rand(2, 5, 4, generator=torch.Generator().manual_seed(2)), [0, 5, 50, 95, 100])
+    full, empty = mask_extent(masks.deletion.flatten(0, 1))
+    assert full.tolist() == [True, False, False, False, False] * 2
+    assert empty.tolist() == [False, False, False, False, True] * 2
 
 
 def test_clipped_map_ranks_its_zeros_in_a_seeded_random_order():

@@ -13,7 +13,7 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 from fame_utils.baselines.cam import full_grad, grad_cam, gradcam_verification
-from fame_utils.fame import FameConfig, explain_class, explain_verification
+from fame_utils.fame import FameConfig, explain_class, explain_verification, optimize, verification_loss
 from fame_utils.metrics import Normalizer, iou
 from fame_utils.workbook import nb08_controls as controls
 from tiny_models import FlattenEmbedding, cam_classifier, cam_embedder
@@ -34,6 +34,33 @@ def test_lots_variant_is_fame_and_single_step_is_fame_with_one_step():
     assert torch.equal(again["random direction"], maps["random direction"])
     with pytest.raises(ValueError, match="one class per image"):
         controls.direction_ablation_maps(model, images, [0], CONFIG, progress=False)
+
+
+def test_ablation_maps_do_not_depend_on_the_batch_a_photo_ran_in():
+    model = cam_classifier()
+    images = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    together = controls.direction_ablation_maps(model, images, [0, 2, 1], CONFIG, seed=4, progress=False, batch_size=3)
+    alone = controls.direction_ablation_maps(model, images, [0, 2, 1], CONFIG, seed=4, progress=False, batch_size=1)
+    for name in controls.DIRECTIONS:
+        torch.testing.assert_close(together[name], alone[name], atol=1e-4, rtol=0)  # float rounding of batch and layout
+    other_seed = controls.direction_ablation_maps(model, images, [0, 2, 1], CONFIG, seed=5, progress=False, batch_size=2)
+    assert not torch.allclose(other_seed["random direction"], together["random direction"], atol=1e-2)
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        controls.direction_ablation_maps(model, images, [0, 2, 1], CONFIG, batch_size=0)
+
+
+def test_pair_perturbations_keep_each_step_count_as_a_run_of_that_many_steps_in_any_batch():
+    model = cam_embedder()
+    probes = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    gallery = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    kept = controls.pair_perturbations(model, probes, gallery, [1, 3], batch_size=2)
+    with torch.no_grad():
+        reference = model(gallery)
+    for count in (1, 3):
+        for mode in ("similar", "dissimilar"):
+            alone = optimize(probes, verification_loss(model, reference, mode), FameConfig(iterations=count))
+            torch.testing.assert_close(kept[count][mode], alone, atol=1e-6, rtol=0)
+    assert not torch.equal(kept[1]["similar"], kept[3]["similar"])
 
 
 def test_equal_perturbations_give_a_flat_signed_map_and_spearman_one_for_identical_maps():
@@ -73,6 +100,7 @@ def test_ablation_records_score_each_direction_and_leave_iou_blank_without_a_box
     assert records.loc[0, "iou@0.5"] == pytest.approx(100 * iou(left[0], (0, 0, 8, 8), 0.5)) == pytest.approx(100.0)
     assert records.loc[2, "iou@0.5"] == pytest.approx(0.0)
     assert records["iou@0.5"].isna().tolist() == [False, True, False, True]
+    assert records["area@0.5 (% of crop)"].tolist() == [25.0, 25.0, 75.0, 75.0]  # an 8×8 corner of 16×16, then the rest
     assert records[["deletion (black) AUC ↑", "insertion (black) AUC ↓"]].notna().all().all()
 
 
@@ -164,9 +192,11 @@ def test_claims_table_computes_each_verdict_from_the_numbers():
     ranks = pd.DataFrame({"steps": [1, 1, 100, 100], "pair": ["genuine", "impostor"] * 2, "spearman(e+, e-)": [1.0, 1.0, 0.3, 0.5]})
     effects = {"e+ (FAME)": -0.2, "e- (FAME)": 0.1, "signed e+ − e-": -0.3, "random": -0.05}
     randomisation = {"Lite0": controls.randomisation_verdicts(_summary({"FAME": 0.2})), "SFace": controls.randomisation_verdicts(_summary({"FAME": 0.6}))}
-    claims = controls.claims_table({"iou@0.5": 5.0, "deletion (black) AUC ↑": 1.0, "insertion (black) AUC ↓": -0.5}, ranks, effects, randomisation)
+    claims = controls.claims_table({"iou@0.5": 5.0, "area@0.5 (% of crop)": -12.0, "deletion (black) AUC ↑": 1.0, "insertion (black) AUC ↓": -0.5},
+                                   ranks, effects, randomisation)
     assert claims["holds here"].tolist() == [True, True, True, True, False]
+    assert "IoU +5.0 (area above τ -12.0 points)" in claims.loc[0, "measured here"]
     assert "after 100: 0.400" in claims.loc[1, "measured here"]
-    worse = controls.claims_table({"iou@0.5": 5.0, "deletion (black) AUC ↑": -1.0, "insertion (black) AUC ↓": -0.5}, ranks,
+    worse = controls.claims_table({"iou@0.5": 5.0, "area@0.5 (% of crop)": 0.0, "deletion (black) AUC ↑": -1.0, "insertion (black) AUC ↓": -0.5}, ranks,
                                   {**effects, "e- (FAME)": -0.19}, randomisation)
     assert worse["holds here"].tolist()[:3] == [False, True, False]

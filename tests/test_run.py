@@ -56,8 +56,11 @@ def test_run_takes_one_sha_and_publishes_sanitised_notebooks_rendered_to_html(tm
     notebooks, output = tmp_path / "notebooks", tmp_path / "out"
     notebooks.mkdir()
     _write_toy_notebooks(notebooks)
+    output.mkdir()
+    (output / "manifest.json").write_text(json.dumps({"git_sha": "0" * 40, "figures": {}}))  # as older versions wrote it
     run_notebooks("smoke", output, notebook_dir=notebooks)
     manifest = json.loads((output / "manifest.json").read_text())
+    assert "git_sha" not in manifest, "a stale top-level sha would contradict run.git_sha"
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", manifest["run"]["git_sha"]) and manifest["run"]["profile"] == "smoke"
     assert {entry["run_id"] for entry in manifest["notebooks"].values()} == {manifest["run"]["run_id"]}
     assert [p.name for p in (output / "notebooks").iterdir()] == ["01_toy.ipynb"], "only notebooks that ran through"

@@ -9,6 +9,7 @@ Knows nothing of metrics, benchmarks or plotting.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -127,6 +128,7 @@ def explain_pairs(
     n_masks: int = 500,
     seed: int = 0,
     use_cache: bool = True,
+    seconds: dict[str, float] | None = None,
 ) -> dict[str, dict[str, Maps]]:
     """Run every verification method on both sides of each pair.
 
@@ -146,6 +148,8 @@ def explain_pairs(
         seed: CorrRISE mask seed.
         use_cache: serve each method's maps of a side from :mod:`fame_utils.cache` when computed before for the
             same network, batch and settings (pass False for runtime measurements and stores of their own).
+        seconds: if given, each method's wall seconds over all asked sides are added to ``seconds[label]`` (near 0
+            when served from the cache): where a run's time goes.
 
     Returns:
         ``result[label][side] = {"similar": (N, H, W), "dissimilar": (N, H, W) | None}``, keyed by :func:`method_label`.
@@ -174,6 +178,7 @@ def explain_pairs(
     for name in tqdm(methods, desc="methods", leave=False):
         label = method_label(name)
         result[label] = {}
+        started = time.perf_counter()
         for side in sides:
             explained, reference = (probes, gallery) if side == "probe" else (gallery, probes)
             compute = partial(_maps_on_cpu, runners[name], explained, reference)
@@ -182,4 +187,6 @@ def explain_pairs(
                 continue
             key = cache.map_key(type(model).__name__, weights, [explained, reference], name, {**settings[name], "device": str(explained.device)}, _PAIR_CODE)
             result[label][side] = cache.cached(key, compute)
+        if seconds is not None:
+            seconds[label] = seconds.get(label, 0.0) + time.perf_counter() - started
     return result

@@ -15,6 +15,7 @@ whose box leaves the crop entirely gets no IoU (NaN, excluded and counted). No p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -147,6 +148,8 @@ class BenchmarkResult:
         curves: method label → :class:`RoadCurves` over all samples (in sample order).
         maps: method label → ``(N, H, W)`` maps.
         samples: the prepared samples.
+        seconds: method label → wall seconds of its ``"maps"`` (near 0 when served from the map cache) and of its
+            ``"curves"`` (IoU and the deletion/insertion sweeps).
     """
 
     network: str
@@ -154,6 +157,7 @@ class BenchmarkResult:
     curves: dict[str, RoadCurves]
     maps: dict[str, torch.Tensor]
     samples: list[PreparedSample]
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _iou_columns(saliency: torch.Tensor, boxes: dict[str, Any], thresholds: Sequence[float]) -> dict[str, float]:
@@ -239,11 +243,13 @@ def run_benchmark(
     tensors = torch.stack([s.tensor for s in samples]).to(device)
     classes = [s.target for s in samples]
     compute_maps = _map_computer(spec, config, generator, normalizer, use_cache)
-    maps, curves, rows = {}, {}, []
+    maps, curves, rows, seconds = {}, {}, [], {}
     for method in tqdm(list(methods), desc=f"{spec.name}: methods", disable=not progress, leave=False):
+        started = time.perf_counter()
         chunks = [compute_maps(method, tensors[i:i + batch_size], classes[i:i + batch_size]) for i in range(0, len(samples), batch_size)]
         label = method_label(method)
         maps[label] = torch.cat(chunks).cpu()
+        mapped = time.perf_counter()
         curves[label] = _method_curves(spec, samples, maps[label], normalizer, percents, False, generator)
         aucs = {"deletion_auc": curves[label].deletion_auc(), "insertion_auc": curves[label].insertion_auc()}
         if imputation:
@@ -252,7 +258,8 @@ def run_benchmark(
         for i, sample in enumerate(samples):
             rows.append({"network": spec.name, "sample": sample.name, "method": label, **_iou_columns(maps[label][i], sample.boxes, thresholds),
                          **{name: float(values[i]) for name, values in aucs.items()}})
-    return BenchmarkResult(spec.name, pd.DataFrame(rows), curves, maps, list(samples))
+        seconds[label] = {"maps": mapped - started, "curves": time.perf_counter() - mapped}
+    return BenchmarkResult(spec.name, pd.DataFrame(rows), curves, maps, list(samples), seconds)
 
 
 def summarize(records: pd.DataFrame, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:

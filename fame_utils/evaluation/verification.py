@@ -8,7 +8,7 @@ No plotting here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +41,7 @@ __all__ = [
     "score_frame",
     "select_pairs",
     "probe_curves",
+    "curves_at_thresholds",
     "auc_table",
     "auc_record",
     "paired_auc_table",
@@ -134,7 +135,8 @@ def probe_curves(pairs: FacePairSet, indices: np.ndarray, similar_maps: dict[str
                  threshold: float | None = None) -> dict[str, VerificationCurves]:
     """Probe deletion/insertion sweep of the pairs at ``indices`` for each method's e₊ map, then the two reference maps.
 
-    ``threshold`` is θ (default: ``pairs.threshold``; pass ``pairs.threshold_4dp`` for the paper-faithful Table 2).
+    ``threshold`` is θ (default: ``pairs.threshold``). For the paper-faithful Table 2 at ``pairs.threshold_4dp``,
+    re-decide these sweeps with :func:`curves_at_thresholds` instead of repeating every forward pass.
     """
     theta = pairs.threshold if threshold is None else float(threshold)
     gallery, probes, labels = pairs.gallery[indices], pairs.probes[indices], pairs.labels[indices]
@@ -142,6 +144,18 @@ def probe_curves(pairs: FacePairSet, indices: np.ndarray, similar_maps: dict[str
     ranked[REFERENCE_MAPS[0]] = centre_gaussian_maps(probes)
     ranked[REFERENCE_MAPS[1]] = random_maps(probes, seed=seed)
     return {method: deletion_insertion(pairs.spec.module, gallery, probes, maps, labels, theta) for method, maps in ranked.items()}
+
+
+def curves_at_thresholds(curves: Mapping[str, Mapping[str, VerificationCurves]], thresholds: Mapping[str, float]) -> dict[str, dict[str, VerificationCurves]]:
+    """The same sweeps (network → method → curves) decided at another θ per network (no forward pass).
+
+    Raises:
+        KeyError: a network of ``curves`` has no threshold in ``thresholds``.
+    """
+    missing = [network for network in curves if network not in thresholds]
+    if missing:
+        raise KeyError(f"no threshold for {missing}; thresholds given for {list(thresholds)}.")
+    return {network: {method: curve.with_threshold(thresholds[network]) for method, curve in by_method.items()} for network, by_method in curves.items()}
 
 
 def auc_table(curves: dict[str, dict[str, VerificationCurves]], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 from torch import nn
 
 from fame_utils._checks import check_unit_threshold, class_list
-from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+from fame_utils.metrics.masks import DEFAULT_PERCENTS, mask_extent, normalized_auc, percentile_masks
 from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
 __all__ = [
@@ -206,15 +206,21 @@ class RoadCurves:
         return np.array([normalized_auc(row, self.percents) for row in self.insertion_drop])
 
 
+def _class_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``model(inputs)`` without gradients, checked to be ``(B, num_classes)`` logits."""
+    with torch.no_grad():
+        logits = model(inputs)
+    if logits.ndim != 2:
+        raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
+    return logits
+
+
 def _gt_logits(model: nn.Module, inputs: torch.Tensor, classes: torch.Tensor, batch_size: int) -> torch.Tensor:
     outputs = []
-    with torch.no_grad():
-        for start in range(0, inputs.shape[0], batch_size):
-            logits = model(fast_layout(inputs[start:start + batch_size]))
-            if logits.ndim != 2:
-                raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
-            chunk = classes[start:start + batch_size].to(logits.device)
-            outputs.append(logits[torch.arange(len(chunk), device=logits.device), chunk].float().cpu())
+    for start in range(0, inputs.shape[0], batch_size):
+        logits = _class_logits(model, fast_layout(inputs[start:start + batch_size]))
+        chunk = classes[start:start + batch_size].to(logits.device)
+        outputs.append(logits[torch.arange(len(chunk), device=logits.device), chunk].float().cpu())
     return torch.cat(outputs)
 
 
@@ -282,10 +288,7 @@ def road_curves(
 
 def _class_logits_of_black(model: nn.Module, black: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """The logit of each class in ``classes`` for the one all-black (normalised) image ``black`` (one forward pass)."""
-    with torch.no_grad():
-        logits = model(black)
-    if logits.ndim != 2:
-        raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
+    logits = _class_logits(model, black)
     return logits[0, classes.to(logits.device)].float().cpu()
 
 
@@ -296,8 +299,7 @@ def _known_logits(keep: torch.Tensor, clean: torch.Tensor, black: torch.Tensor) 
     Returns:
         The ``(N,)`` logits (NaN where unknown) and the boolean mask of the rows that still need a forward pass.
     """
-    flat = keep.flatten(1).cpu()
-    full, empty = flat.all(dim=1), ~flat.any(dim=1)
+    full, empty = mask_extent(keep.cpu())
     logits = torch.full((keep.shape[0],), float("nan"))
     logits[full], logits[empty] = clean[full], black[empty]
     return logits, ~(full | empty)

@@ -20,7 +20,7 @@ from typing import NamedTuple, Sequence, TypeVar
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_PERCENTS", "PercentileMasks", "normalized_auc", "percentile_masks"]
+__all__ = ["DEFAULT_PERCENTS", "PercentileMasks", "mask_extent", "normalized_auc", "percentile_masks"]
 
 #: The 11 ratios P = 0, 10, …, 100 used by the paper's deletion/insertion sweeps.
 DEFAULT_PERCENTS: tuple[int, ...] = tuple(range(0, 101, 10))
@@ -97,6 +97,18 @@ def percentile_masks(saliency: Map, percents: Sequence[float] = DEFAULT_PERCENTS
     if isinstance(saliency, torch.Tensor):
         return PercentileMasks(torch.from_numpy(deletion).to(saliency.device), torch.from_numpy(insertion).to(saliency.device))
     return PercentileMasks(deletion, insertion)
+
+
+def mask_extent(keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows of the keep-masks ``keep`` ``(N, H, W)`` keep every pixel (the clean image) and which keep none.
+
+    A sweep knows the network's output on both without a forward pass.
+
+    Returns:
+        ``(full, empty)``: two boolean ``(N,)`` tensors.
+    """
+    flat = keep.flatten(1)
+    return flat.all(dim=1), ~flat.any(dim=1)
 
 
 def normalized_auc(values: Sequence[float] | np.ndarray | torch.Tensor, percents: Sequence[float] = DEFAULT_PERCENTS) -> float:

@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fame_utils._checks import check_similarities
-from fame_utils.metrics.masks import DEFAULT_PERCENTS, normalized_auc, percentile_masks
+from fame_utils.metrics.masks import DEFAULT_PERCENTS, mask_extent, normalized_auc, percentile_masks
 from fame_utils.metrics.stats import bootstrap_interval
 from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
@@ -238,8 +238,7 @@ def deletion_insertion(
 def _masked_embeddings(model: nn.Module, probes: torch.Tensor, keep: torch.Tensor, known: dict[str, torch.Tensor], batch_size: int) -> torch.Tensor:
     """Embeddings of ``probes × keep``: a probe kept whole is the clean probe and one with nothing kept the black image
     (``known["clean"]`` / ``known["black"]``, embedded once); only the partly masked probes are forwarded."""
-    flat = keep.flatten(1)
-    full, empty = flat.all(dim=1), ~flat.any(dim=1)
+    full, empty = mask_extent(keep)
     varied = ~(full | empty)
     result = known["clean"].clone()
     result[empty.to(result.device)] = known["black"][0]

@@ -82,8 +82,9 @@ class SFace(nn.Module):
 def fold_batchnorm(model: SFace) -> SFace:
     """An inference-only copy of ``model`` with every BatchNorm folded into the convolution or linear layer next to it.
 
-    Exact up to float rounding (eval-mode BatchNorm is affine): max |Δembedding| ≈ 1e-6 on the shipped weights.
-    The copy has no ``bn`` modules, so hooks on them (CAM layers) do not apply; use it for forward passes only.
+    Exact up to float rounding (eval-mode BatchNorm is affine): max |Δembedding| ≈ 1e-6 on the shipped weights, and
+    so are its input gradients. The copy (in eval mode) has no ``bn`` modules, so hooks on them (CAM layers) do not
+    apply; use it for forward passes and input gradients.
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode (BatchNorm must use its running statistics); call model.eval().")
@@ -100,7 +101,7 @@ def fold_batchnorm(model: SFace) -> SFace:
     folded.output_bn = nn.Identity()
     folded.fc = fuse_linear_bn_eval(folded.fc, folded.embedding_bn)
     folded.embedding_bn = nn.Identity()
-    return folded
+    return folded.eval()
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:

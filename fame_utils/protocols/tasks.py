@@ -114,13 +114,12 @@ class ClassificationTask:
         classes = [item.target for item in items]
         generator = torch.Generator().manual_seed(seed)
         maps = classifier_maps(method, self.spec.module, self.spec.target_layer, chunk["tensors"], classes, self.config, generator, self.normalizer).detach()
+        curves = road_curves(self.spec.module, chunk["pixels"], maps.to(self.spec.device), classes, self.normalizer, self.percents)
         records = []
         for index, item in enumerate(items):
-            curves = road_curves(self.spec.module, chunk["pixels"][index:index + 1], maps[index:index + 1].to(self.spec.device), [item.target],
-                                 self.normalizer, self.percents, batch_size=len(self.percents))
             scores = [[np.nan if box is None else iou(maps[index], box, tau) for tau in self.thresholds] for box in chunk["boxes"][index].values()]
             records.append({"map": _half(maps[index]), "target": np.int64(item.target), "iou": np.asarray(scores, dtype=np.float64),
-                            "clean": curves.clean[0].numpy(), "deletion": curves.deletion[0].numpy(), "insertion": curves.insertion[0].numpy()})
+                            "clean": curves.clean[index].numpy(), "deletion": curves.deletion[index].numpy(), "insertion": curves.insertion[index].numpy()})
         return records
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "class_similarity_line",
     "network_photo_sheet",
     "class_maps",
+    "method_seconds",
 ]
 
 def benchmark_networks(
@@ -197,3 +198,11 @@ def class_similarity_line(similarity: dict[str, float]) -> str:
     ranked = sorted(similarity.items(), key=lambda item: item[1])
     return "Mean correlation between the class maps, most class-specific first: " + ", ".join(f"{m} {r:.2f}" for m, r in ranked) + "."
 
+
+
+def method_seconds(results: dict[str, BenchmarkResult]) -> pd.DataFrame:
+    """Where notebook 04's time went: one row per (network, method) with the wall seconds of its maps and of its curves
+    (IoU and the deletion/insertion sweeps), slowest maps first."""
+    rows = [{"network": network, "method": method, "maps (s)": round(spent["maps"], 1), "curves (s)": round(spent["curves"], 1)}
+            for network, result in results.items() for method, spent in result.seconds.items()]
+    return pd.DataFrame(rows, columns=["network", "method", "maps (s)", "curves (s)"]).sort_values("maps (s)", ascending=False, ignore_index=True)

@@ -17,7 +17,7 @@ from fame_utils.evaluation.verification import FacePairSet
 from fame_utils.metrics.verification import VerificationCurves
 from fame_utils.viz.faces import FacePairExplanations, SheetRow
 
-__all__ = ["Explained", "sheet_rows", "showcase_pairs", "pair_identities", "pair_explanations", "findings"]
+__all__ = ["Explained", "sheet_rows", "showcase_pairs", "pair_identities", "pair_explanations", "findings", "method_seconds"]
 
 Explained = Mapping[str, Mapping[str, Mapping[str, torch.Tensor | None]]]
 
@@ -183,3 +183,10 @@ def findings(table2: pd.DataFrame, table2_4dp: pd.DataFrame, impostors: Mapping[
         ]
     return lines
 
+
+
+def method_seconds(seconds: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    """Where notebook 05's time went: one row per (network, method) with the wall seconds of its maps (both sides),
+    slowest first, from the ``seconds`` dicts :func:`fame_utils.baselines.explain_pairs` filled."""
+    rows = [{"network": network, "method": method, "maps (s)": round(value, 1)} for network, by_method in seconds.items() for method, value in by_method.items()]
+    return pd.DataFrame(rows, columns=["network", "method", "maps (s)"]).sort_values("maps (s)", ascending=False, ignore_index=True)

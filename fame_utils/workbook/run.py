@@ -148,7 +148,7 @@ def run_notebooks(
         _prepare_environment()
         os.environ[RUN_ID_ENV], os.environ[RUN_SHA_ENV] = lock.run_id, sha or ""
         run = {**lock.record, "git_sha": sha, "profile": profile, "seed": seed, "notebooks": [p.stem for p in paths]}
-        edit_manifest(output_dir, lambda manifest: manifest.__setitem__("run", run))
+        edit_manifest(output_dir, lambda manifest: _start_run(manifest, run))
         return {path.stem: _run_one(path, output_dir, profile, seed, lock.run_id) for path in paths}
     finally:
         if main_thread:
@@ -156,6 +156,12 @@ def run_notebooks(
         for name in (RUN_ID_ENV, RUN_SHA_ENV):
             os.environ.pop(name, None)
         lock.release()
+
+
+def _start_run(manifest: dict, run: dict) -> None:
+    """Name this run in ``manifest``; drop the top-level ``git_sha`` older versions wrote (``run.git_sha`` names the code)."""
+    manifest.pop("git_sha", None)
+    manifest["run"] = run
 
 
 def _run_one(path: Path, output_dir: Path, profile: str, seed: int | None, run_id: str) -> str:

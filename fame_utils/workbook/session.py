@@ -35,7 +35,7 @@ from fame_utils.runtime import package_versions as installed_versions
 from fame_utils.runtime import process_alive, resolve_device, seed_everything
 
 __all__ = [
-    "PROFILES", "LAB_DIR", "OutputDirError", "OutputLockedError", "RunLock", "Session", "atomic_write", "choose",
+    "PROFILES", "LAB_DIR", "OutputDirError", "OutputLockedError", "RunLock", "SavedFiles", "Session", "atomic_write", "choose",
     "git_sha", "package_versions", "update_manifest", "results_path", "resolve_output_dir",
 ]
 
@@ -49,6 +49,15 @@ LAB_DIR = REPO_ROOT / "build" / "lab"
 RUN_ID_ENV = "FAME_RUN_ID"
 RUN_SHA_ENV = "FAME_RUN_SHA"
 _VERSIONED = ("torch", "torchvision", "numpy", "grad-cam", "scikit-image", "onnx", "pandas", "matplotlib", "papermill", "fame-workbook")
+
+
+class SavedFiles(list[Path]):
+    """The files one save wrote (a list of paths); a notebook cell ending in a save shows them as one short line."""
+
+    def __repr__(self) -> str:
+        if not self:
+            return "saved nothing"
+        return f"saved {', '.join(path.name for path in self)} in {self[0].parent.name}/"
 
 
 class OutputDirError(OSError):
@@ -421,16 +430,16 @@ class Session:
             raise OutputDirError(f"output name {name!r} leaves {self.output_dir}; use a plain file stem.")
         return paths
 
-    def _save(self, section: str, name: str, caption: str, writers: list[tuple[Path, Callable[[IO[Any]], None], str]]) -> list[Path]:
+    def _save(self, section: str, name: str, caption: str, writers: list[tuple[Path, Callable[[IO[Any]], None], str]]) -> SavedFiles:
         """Mark the entry "writing", write every file atomically, then mark it "ok" with this run's provenance."""
         files = [path.name for path, _, _ in writers]
         update_manifest(self.output_dir, section, name, {**self._provenance(), "caption": caption, "files": files, "status": "writing"})
         for path, writer, mode in writers:
             _atomic_save(path, writer, mode)
         update_manifest(self.output_dir, section, name, {**self._provenance(), "caption": caption, "files": files, "status": "ok"})
-        return [path for path, _, _ in writers]
+        return SavedFiles(path for path, _, _ in writers)
 
-    def save_figure(self, fig: Any, name: str, caption: str = "") -> list[Path]:
+    def save_figure(self, fig: Any, name: str, caption: str = "") -> SavedFiles:
         """Save ``fig`` as ``<output_dir>/<name>.pdf`` and ``.png`` and register it in the manifest.
 
         Raises:
@@ -443,7 +452,7 @@ class Session:
             (png, lambda f: f.write(png_bytes(fig)), "wb"),
         ])
 
-    def save_table(self, table: Any, name: str, caption: str = "") -> list[Path]:
+    def save_table(self, table: Any, name: str, caption: str = "") -> SavedFiles:
         """Save a pandas DataFrame as ``<name>.csv`` and ``<name>.md`` and register it in the manifest.
 
         Raises:
