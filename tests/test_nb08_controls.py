@@ -200,3 +200,21 @@ def test_claims_table_computes_each_verdict_from_the_numbers():
     worse = controls.claims_table({"iou@0.5": 5.0, "area@0.5 (% of crop)": 0.0, "deletion (black) AUC ↑": -1.0, "insertion (black) AUC ↓": -0.5}, ranks,
                                   {**effects, "e- (FAME)": -0.19}, randomisation)
     assert worse["holds here"].tolist()[:3] == [False, True, False]
+
+
+def test_every_profile_asks_for_no_more_face_pairs_than_ship():
+    import nbformat
+
+    from fame_utils.data import face_pairs
+    from fame_utils.workbook.session import PROFILES, choose
+
+    from pathlib import Path
+
+    notebook = nbformat.read(Path(controls.__file__).parents[2] / "notebooks" / "08_controls.ipynb", as_version=4)
+    line = next(line for cell in notebook.cells for line in cell.source.splitlines() if line.startswith("n_pairs = choose("))
+    pairs = face_pairs()
+    shipped = min(sum(p.genuine for p in pairs), sum(not p.genuine for p in pairs))
+    for profile in PROFILES:
+        namespace = {"choose": choose, "profile": profile}
+        exec(line, namespace)  # the parameters cell's own line, evaluated per profile
+        assert 1 <= namespace["n_pairs"] <= shipped, profile
