@@ -61,6 +61,9 @@ def test_pair_perturbations_keep_each_step_count_as_a_run_of_that_many_steps_in_
             alone = optimize(probes, verification_loss(model, reference, mode), FameConfig(iterations=count))
             torch.testing.assert_close(kept[count][mode], alone, atol=1e-6, rtol=0)
     assert not torch.equal(kept[1]["similar"], kept[3]["similar"])
+    for steps in ([], [0, 3]):
+        with pytest.raises(ValueError, match="step counts ≥ 1"):
+            controls.pair_perturbations(model, probes, gallery, steps)
 
 
 def test_equal_perturbations_give_a_flat_signed_map_and_spearman_one_for_identical_maps():

@@ -126,7 +126,12 @@ def pair_perturbations(model: nn.Module, probes: torch.Tensor, gallery: torch.Te
 
     One FAME run of max(``steps``) steps per mode keeps x̄ as it passes each n (the same x̄ as a run of n steps); pairs
     run ``batch_size`` at a time (each pair's x̄ is the same in any batch).
+
+    Raises:
+        ValueError: ``steps`` is empty or holds a count below 1.
     """
+    if not steps or min(steps) < 1:
+        raise ValueError(f"steps must be one or more step counts ≥ 1, got {list(steps)}.")
     with torch.no_grad():
         reference = model(gallery).detach()
     config = FameConfig(iterations=max(steps))
