@@ -29,6 +29,8 @@ from fame_utils.baselines.gradient import FGGB_BATCH, fggb, fggb_gradients
 from fame_utils.baselines.perturbation import corrrise, corrrise_masks
 from fame_utils.data import face_pairs, object_images
 from fame_utils.fame import FameConfig, all_locations, explain_class, explain_locations, explain_verification
+from fame_utils.fame.losses import class_loss, location_loss, verification_loss
+from fame_utils.fame.optimizer import SampleLoss
 from fame_utils.models import load_model
 
 STRAIGHT = {"memory_format": "nchw"}
@@ -53,20 +55,28 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(sum(spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)) / len(a))
 
 
-def floor_seconds(model: torch.nn.Module, batch: torch.Tensor, channels_last: bool, rounds: int, steps: int) -> float:
-    """Bare forward + gradient w.r.t. the input of ``batch``, ``steps`` times (the physical floor of a FAME run)."""
-    x = batch.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+FLOOR = "floor"
+
+
+def floor_run(loss: SampleLoss, batch: torch.Tensor, steps: int, repeat: int = 1) -> Callable[[], torch.Tensor]:
+    """Bare forward + input gradient of ``loss`` on ``batch`` (channels_last), ``steps`` × ``repeat`` times.
+
+    The physical floor of a FAME run: the same loss and batch with no loop around it (no early-stopping
+    bookkeeping, no step, no map). ``repeat`` covers runs made of several batches (chunks, e₊ and e₋).
+    """
+    x = batch.contiguous(memory_format=torch.channels_last)
 
     def run() -> torch.Tensor:
-        for _ in range(steps):
+        for _ in range(steps * repeat):
             leaf = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(model(leaf).float().sum(), leaf)
+            (grad,) = torch.autograd.grad(loss(leaf).sum(), leaf)
         return grad
 
-    return best_of(rounds, {"floor": run})["floor"][0]
+    return run
 
 
-def report(title: str, samples: int, iterations: int, timed: dict[str, tuple[float, torch.Tensor]], floor: float | None = None) -> None:
+def report(title: str, samples: int, iterations: int, timed: dict[str, tuple[float, torch.Tensor]]) -> None:
+    floor = timed.pop(FLOOR)[0] if FLOOR in timed else None
     straight_seconds, straight_maps = timed["straightforward"]
     print(f"\n{title}: {samples} maps × {iterations} iterations")
     for name, (seconds, maps) in timed.items():
@@ -88,8 +98,8 @@ def fame_class(spec, images: torch.Tensor, targets: list[int], args: argparse.Na
     straight = base.replace(**STRAIGHT)
     runs = {"straightforward": lambda: one_at_a_time(lambda i: explain_class(spec.module, images[i:i + 1], targets[i:i + 1], straight), count)}
     runs |= {name: (lambda c=base.replace(**changes): explain_class(spec.module, images, targets, c)) for name, changes in PATHS.items()}
-    floor = floor_seconds(spec.module, images, True, args.rounds, args.iterations)
-    report(f"FAME Lite0 class ({count} photos in one batch, as notebook 04)", count, args.iterations, best_of(args.rounds, runs), floor)
+    runs[FLOOR] = floor_run(class_loss(spec.module, targets), images, args.iterations)
+    report(f"FAME Lite0 class ({count} photos in one batch, as notebook 04)", count, args.iterations, best_of(args.rounds, runs))
 
 
 def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
@@ -100,9 +110,11 @@ def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
         name: (lambda c=base.replace(**changes): explain_locations(spec.module, spec.target_layer, image, locations, c, batch_size=args.batch))
         for name, changes in PATHS.items()
     }
-    batch = image[None].expand(min(args.batch, len(locations)), -1, -1, -1)
-    floor = floor_seconds(spec.module, batch, True, args.rounds, args.iterations) * len(locations) / batch.shape[0]
-    report(f"FAME Lite0 locations (batch {args.batch})", len(locations), args.iterations, best_of(args.rounds, runs), floor)
+    size = min(args.batch, len(locations))
+    chunks = -(-len(locations) // size)
+    loss = location_loss(spec.module, spec.target_layer, locations[:size])
+    runs[FLOOR] = floor_run(loss, image[None].expand(size, -1, -1, -1), args.iterations, chunks)
+    report(f"FAME Lite0 locations (batch {args.batch})", len(locations), args.iterations, best_of(args.rounds, runs))
 
 
 def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argparse.Namespace) -> None:
@@ -116,12 +128,14 @@ def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argpar
     straight = base.replace(**STRAIGHT)
     runs = {"straightforward": lambda: torch.cat([both(straight, probes[i:i + 1], galleries[i:i + 1]) for i in range(count)])}
     runs |= {name: (lambda c=base.replace(**changes): both(c, probes, galleries)) for name, changes in PATHS.items()}
-    floor = 2 * floor_seconds(spec.module, probes, True, args.rounds, args.iterations)
+    with torch.no_grad():
+        references = spec.module(galleries)
+    runs[FLOOR] = floor_run(verification_loss(spec.module, references), probes, args.iterations, repeat=2)
     timed = best_of(args.rounds, runs)
     # The straightforward run stacks (e+, e-) per pair, the batched one all e+ then all e-: same order for the comparison.
     seconds, maps = timed["straightforward"]
     timed["straightforward"] = (seconds, torch.cat([maps[0::2], maps[1::2]]))
-    report(f"FAME SFace e+/e- ({count} pairs in one call, as notebook 05)", 2 * count, args.iterations, timed, floor)
+    report(f"FAME SFace e+/e- ({count} pairs in one call, as notebook 05)", 2 * count, args.iterations, timed)
 
 
 def baselines(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argparse.Namespace) -> None:

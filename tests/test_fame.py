@@ -11,6 +11,7 @@ from torch import nn
 from torchvision.transforms.functional import rgb_to_grayscale
 
 from fame_utils import fame
+from fame_utils.fame import explain as fame_explain
 from fame_utils.layers import resolve_layer
 from fame_utils.fame import (
     FameConfig,
@@ -393,6 +394,23 @@ def test_seven_by_seven_grid_gives_49_maps_in_row_major_order() -> None:
     assert not torch.allclose(maps[0], maps[48], atol=1e-3)
     reordered = explain_locations(model, "3", x, locations=[(6, 6), (0, 0)], config=config)
     torch.testing.assert_close(reordered, maps[[48, 0]], atol=1e-6, rtol=0)
+
+
+def test_explain_locations_runs_the_fewest_balanced_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, x = grid7_network(), images(batch=1, size=28)
+    config = FameConfig(step_size=ETA, iterations=2, blur_kernel=5, blur_sigma=1.5)
+    sizes: list[int] = []
+    real = fame_explain.optimize
+
+    def counted(batch: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        sizes.append(batch.shape[0])
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(fame_explain, "optimize", counted)
+    maps = explain_locations(model, "3", x, config=config, batch_size=8)
+    assert sizes == [7] * 7
+    alone = explain_locations(model, "3", x, locations=[(6, 6)], config=config, batch_size=1)
+    torch.testing.assert_close(maps[48], alone[0], atol=1e-6, rtol=0)
 
 
 def test_explain_locations_validates_its_inputs() -> None:

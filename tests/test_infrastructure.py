@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fame_utils.layers import LayerNotReachedError, capture_layer, forward_to_layer, layer_name, resolve_layer
-from fame_utils.runtime import resolve_device, seed_everything
+from fame_utils.runtime import balanced_chunks, resolve_device, seed_everything
 from fame_utils.workbook.session import OutputDirError, Session, choose
 from tiny_models import hooked_net
 
@@ -49,6 +49,21 @@ def test_same_seed_same_draws() -> None:
     second = seed_everything(7)
     b = (torch.rand(3), torch.rand(3, generator=second))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize(("count", "most", "sizes"), [
+    (49, 8, [7] * 7), (49, 16, [12, 12, 12, 13]), (81, 8, [7, 7, 8, 7, 7, 8, 7, 7, 8, 7, 8]), (16, 8, [8, 8]),
+    (3, 8, [3]), (1, 1, [1]), (0, 8, []),
+])
+def test_balanced_chunks_are_fewest_and_even(count: int, most: int, sizes: list[int]) -> None:
+    chunks = balanced_chunks(count, most)
+    assert [len(range(count)[chunk]) for chunk in chunks] == sizes
+    assert [i for chunk in chunks for i in range(count)[chunk]] == list(range(count))
+
+
+def test_balanced_chunks_refuse_empty_chunks() -> None:
+    with pytest.raises(ValueError, match="most >= 1"):
+        balanced_chunks(4, 0)
 
 
 def test_resolve_layer_by_dotted_and_indexed_names() -> None:
@@ -153,8 +168,10 @@ def test_session_rejects_bad_profile_and_figure_names(tmp_path) -> None:
     with pytest.raises(ValueError, match="unknown profile"):
         Session.start("99_test", profile="quick", seed=0, output_dir=tmp_path)
     run = Session.start("99_test", profile="smoke", seed=0, output_dir=tmp_path, device="cpu")
+    figure = plt.figure()
     with pytest.raises(OutputDirError, match="plain file stem"):
-        run.save_figure(plt.figure(), "../escape")
+        run.save_figure(figure, "../escape")
+    plt.close(figure)  # a rejected name leaves the figure open, so the caller can save it again
     with pytest.raises(OutputDirError, match="'../x'.*plain file stem"):
         run.save_table(pd.DataFrame({"a": [1]}), "../x")
     assert not (tmp_path.parent / "x.csv").exists() and not (tmp_path.parent / "escape.pdf").exists()

@@ -30,6 +30,7 @@ from fame_utils.fame.config import FameConfig
 from fame_utils.fame.losses import class_objective, location_loss, verification_loss
 from fame_utils.fame.optimizer import optimize
 from fame_utils.layers import probe_layer, resolve_layer
+from fame_utils.runtime import LOCATION_BATCH, balanced_chunks
 
 __all__ = ["feature_grid", "all_locations", "explain_locations", "explain_class", "explain_verification"]
 
@@ -56,13 +57,14 @@ def explain_locations(
     image: torch.Tensor,
     locations: Sequence[tuple[int, int]] | None = None,
     config: FameConfig | None = None,
-    batch_size: int = 16,
+    batch_size: int = LOCATION_BATCH,
     progress: bool = False,
 ) -> torch.Tensor:
     """FAME map of each feature-map location k = (row, col) of ``layer`` for one image (L_a, Eq. 5).
 
-    The image is replicated once per location, in chunks of ``batch_size``; each copy gets its own
-    location. Because early stopping is per sample, a location's map is the same alone or in a batch.
+    The image is replicated once per location, in the fewest chunks of at most ``batch_size`` (sizes
+    balanced); each copy gets its own location. Because early stopping is per sample, a location's map is
+    the same alone or in a batch.
 
     Args:
         model: network in eval mode taking the tensor being perturbed.
@@ -70,7 +72,7 @@ def explain_locations(
         image: (C, H, W) or (1, C, H, W).
         locations: ``(row, col)`` pairs; default all locations, row-major.
         config: hyperparameters (default :class:`FameConfig`).
-        batch_size: locations per optimisation batch.
+        batch_size: most locations per optimisation batch (default: the measured fastest, ``runtime.LOCATION_BATCH``).
         progress: show a progress bar over chunks.
 
     Returns:
@@ -94,14 +96,14 @@ def explain_locations(
     chosen = all_locations(grid) if picked is None else picked
     rows, cols = location_indices(chosen)
     check_inside(rows, cols, grid)
-    chunks = range(0, len(chosen), batch_size)
+    chunks = balanced_chunks(len(chosen), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         chunks = tqdm(chunks, desc="locations", leave=False)
     maps = []
-    for start in chunks:
-        part = chosen[start : start + batch_size]
+    for chunk in chunks:
+        part = chosen[chunk]
         batch = single.expand(len(part), -1, -1, -1).clone()
         with torch.enable_grad():
             perturbed = optimize(batch, location_loss(model, layer, part), config)

@@ -20,6 +20,7 @@ from fame_utils.data import face_pairs
 from fame_utils.fame import FameConfig, all_locations, explain_locations
 from fame_utils.locality import Location
 from fame_utils.models import ModelSpec
+from fame_utils.runtime import LOCATION_BATCH
 
 __all__ = ["Atlas", "atlas_locations", "atlas_input", "compute_atlas", "paper_atlas_weights", "cell_row_panels", "atlas_sheet", "mass_table"]
 
@@ -72,7 +73,7 @@ def atlas_input(spec: ModelSpec, photo: np.ndarray) -> torch.Tensor:
 
 
 def compute_atlas(
-    name: str, spec: ModelSpec, image: torch.Tensor, config: FameConfig, all_cells: bool = True, batch_size: int = 16, progress: bool = True,
+    name: str, spec: ModelSpec, image: torch.Tensor, config: FameConfig, all_cells: bool = True, batch_size: int = LOCATION_BATCH, progress: bool = True,
     use_cache: bool = True,
 ) -> Atlas:
     """FAME (location loss) and one-step gradients for the atlas locations of ``spec.target_layer``.
