@@ -7,7 +7,7 @@ round of each path is kept), it prints for the shipped networks:
   vs the workbook's path (channels_last, photos / locations / pairs batched as the notebooks batch them, fp32)
   and the opt-in bf16 path: the ratio and the Spearman rank correlation of the maps — Lite0 class maps,
   Lite0 feature-map locations, SFace e₊/e₋;
-* the bare forward + input-gradient time of the same batch and layout, so the loop's overhead is visible;
+* the bare forward + input-gradient time of the same loss, batch and layout, so the loop's overhead is visible;
 * CorrRISE per face at the old batch of 250 masks vs the current default, and FGGB with D backward passes
   per face (NCHW, as before) vs D backward passes shared by a batch of faces in channels_last.
 
