@@ -32,6 +32,7 @@ from fame_utils.fame import FameConfig, all_locations, explain_class, explain_lo
 from fame_utils.fame.losses import class_loss, location_loss, verification_loss
 from fame_utils.fame.optimizer import SampleLoss
 from fame_utils.models import load_model
+from fame_utils.runtime import balanced_chunks
 
 STRAIGHT = {"memory_format": "nchw"}
 PATHS = {"workbook fp32": {}, "workbook bf16 (opt-in)": {"precision": "bf16"}}
@@ -110,10 +111,10 @@ def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
         name: (lambda c=base.replace(**changes): explain_locations(spec.module, spec.target_layer, image, locations, c, batch_size=args.batch))
         for name, changes in PATHS.items()
     }
-    size = min(args.batch, len(locations))
-    chunks = -(-len(locations) // size)
+    chunks = balanced_chunks(len(locations), args.batch)
+    size = len(locations[chunks[0]])  # the workbook's batches differ from this by at most one location
     loss = location_loss(spec.module, spec.target_layer, locations[:size])
-    runs[FLOOR] = floor_run(loss, image[None].expand(size, -1, -1, -1), args.iterations, chunks)
+    runs[FLOOR] = floor_run(loss, image[None].expand(size, -1, -1, -1), args.iterations, len(chunks))
     report(f"FAME Lite0 locations (batch {args.batch})", len(locations), args.iterations, best_of(args.rounds, runs))
 
 

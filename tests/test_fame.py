@@ -12,7 +12,6 @@ from torchvision.transforms.functional import rgb_to_grayscale
 
 from fame_utils import fame
 from fame_utils.fame import explain as fame_explain
-from fame_utils.layers import resolve_layer
 from fame_utils.fame import (
     FameConfig,
     OptimizationTrace,
@@ -30,6 +29,7 @@ from fame_utils.fame import (
     to_gray,
     verification_loss,
 )
+from fame_utils.layers import resolve_layer
 from tiny_models import LinearLogit, Recorder, cell_network, grid7_network, pooled_embedder, tanh_classifier
 
 ETA = 0.01

@@ -3,8 +3,10 @@ signed map, region deletion and the closing table (tiny seeded models, hand-made
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,9 +15,11 @@ from PIL import Image
 from scipy.stats import wilcoxon
 
 from fame_utils.baselines.cam import full_grad, grad_cam, gradcam_verification
+from fame_utils.data import face_pairs
 from fame_utils.fame import FameConfig, explain_class, explain_verification, optimize, verification_loss
 from fame_utils.metrics import Normalizer, iou
 from fame_utils.workbook import nb08_controls as controls
+from fame_utils.workbook.session import PROFILES, choose
 from tiny_models import FlattenEmbedding, cam_classifier, cam_embedder
 
 CONFIG = FameConfig(iterations=4, blur_kernel=5, blur_sigma=1.0)
@@ -206,13 +210,6 @@ def test_claims_table_computes_each_verdict_from_the_numbers():
 
 
 def test_every_profile_asks_for_no_more_face_pairs_than_ship():
-    import nbformat
-
-    from fame_utils.data import face_pairs
-    from fame_utils.workbook.session import PROFILES, choose
-
-    from pathlib import Path
-
     notebook = nbformat.read(Path(controls.__file__).parents[2] / "notebooks" / "08_controls.ipynb", as_version=4)
     line = next(line for cell in notebook.cells for line in cell.source.splitlines() if line.startswith("n_pairs = choose("))
     pairs = face_pairs()
