@@ -3,8 +3,9 @@
 In ONE process, with the two paths interleaved round by round (the machine may be shared; the best
 round of each path is kept), it prints for the shipped networks:
 
-* FAME seconds per image-iteration, straightforward (fp32, NCHW, one sample per run, fixed iterations)
-  vs the workbook's path (channels_last, photos / locations / pairs batched as the notebooks batch them, fp32)
+* FAME seconds per image-iteration, straightforward (the network as loaded, fp32, NCHW, one sample per run, fixed
+  iterations) vs the workbook's path (BatchNorm folded, channels_last, photos / locations / pairs batched as the
+  notebooks batch them, fp32)
   and the opt-in bf16 path: the ratio and the Spearman rank correlation of the maps — Lite0 class maps,
   Lite0 feature-map locations, SFace e₊/e₋;
 * the bare forward + input-gradient time of the same loss, batch and layout, so the loop's overhead is visible;
@@ -24,6 +25,7 @@ from collections.abc import Callable
 
 import torch
 from scipy.stats import spearmanr
+from torch import nn
 
 from fame_utils.baselines.gradient import FGGB_BATCH, fggb, fggb_gradients
 from fame_utils.baselines.perturbation import corrrise, corrrise_masks
@@ -36,6 +38,17 @@ from fame_utils.runtime import balanced_chunks
 
 STRAIGHT = {"memory_format": "nchw"}
 PATHS = {"workbook fp32": {}, "workbook bf16 (opt-in)": {"precision": "bf16"}}
+
+
+class AsLoaded(nn.Module):
+    """The network exactly as loaded (a wrapper ``fame_utils`` does not fold): what the straightforward path runs."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
 
 
 def best_of(rounds: int, runs: dict[str, Callable[[], torch.Tensor]]) -> dict[str, tuple[float, torch.Tensor]]:
@@ -97,7 +110,8 @@ def fame_class(spec, images: torch.Tensor, targets: list[int], args: argparse.Na
     base = FameConfig(iterations=args.iterations)
     count = len(targets)
     straight = base.replace(**STRAIGHT)
-    runs = {"straightforward": lambda: one_at_a_time(lambda i: explain_class(spec.module, images[i:i + 1], targets[i:i + 1], straight), count)}
+    loaded = AsLoaded(spec.module).eval()
+    runs = {"straightforward": lambda: one_at_a_time(lambda i: explain_class(loaded, images[i:i + 1], targets[i:i + 1], straight), count)}
     runs |= {name: (lambda c=base.replace(**changes): explain_class(spec.module, images, targets, c)) for name, changes in PATHS.items()}
     runs[FLOOR] = floor_run(class_loss(spec.module, targets), images, args.iterations)
     report(f"FAME Lite0 class ({count} photos in one batch, as notebook 04)", count, args.iterations, best_of(args.rounds, runs))
@@ -106,7 +120,8 @@ def fame_class(spec, images: torch.Tensor, targets: list[int], args: argparse.Na
 def fame_locations(spec, image: torch.Tensor, args: argparse.Namespace) -> None:
     locations = all_locations((7, 7))[: args.locations]
     base = FameConfig(iterations=args.iterations)
-    runs = {"straightforward": lambda: explain_locations(spec.module, spec.target_layer, image, locations, base.replace(**STRAIGHT), batch_size=1)}
+    loaded, layer = AsLoaded(spec.module).eval(), f"network.{spec.target_layer}"
+    runs = {"straightforward": lambda: explain_locations(loaded, layer, image, locations, base.replace(**STRAIGHT), batch_size=1)}
     runs |= {
         name: (lambda c=base.replace(**changes): explain_locations(spec.module, spec.target_layer, image, locations, c, batch_size=args.batch))
         for name, changes in PATHS.items()
@@ -122,13 +137,13 @@ def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argpar
     base = FameConfig(iterations=args.iterations)
     count = probes.shape[0]
 
-    def both(config: FameConfig, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
-        maps = explain_verification(spec.module, probe, gallery, config)
+    def both(model: nn.Module, config: FameConfig, probe: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+        maps = explain_verification(model, probe, gallery, config)
         return torch.cat([maps["similar"], maps["dissimilar"]])
 
-    straight = base.replace(**STRAIGHT)
-    runs = {"straightforward": lambda: torch.cat([both(straight, probes[i:i + 1], galleries[i:i + 1]) for i in range(count)])}
-    runs |= {name: (lambda c=base.replace(**changes): both(c, probes, galleries)) for name, changes in PATHS.items()}
+    straight, loaded = base.replace(**STRAIGHT), AsLoaded(spec.module).eval()
+    runs = {"straightforward": lambda: torch.cat([both(loaded, straight, probes[i:i + 1], galleries[i:i + 1]) for i in range(count)])}
+    runs |= {name: (lambda c=base.replace(**changes): both(spec.module, c, probes, galleries)) for name, changes in PATHS.items()}
     with torch.no_grad():
         references = spec.module(galleries)
     runs[FLOOR] = floor_run(verification_loss(spec.module, references), probes, args.iterations, repeat=2)
@@ -142,22 +157,23 @@ def fame_faces(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argpar
 def baselines(spec, probes: torch.Tensor, galleries: torch.Tensor, args: argparse.Namespace) -> None:
     probe, gallery = probes[0], galleries[0]
     masks = corrrise_masks(args.masks, tuple(probe.shape[-2:]))
+    loaded = AsLoaded(spec.module).eval()
     corr = {
-        "straightforward": lambda: corrrise(spec.module, probe[None], gallery[None], masks=masks, batch_size=250)["similar"],
+        "straightforward": lambda: corrrise(loaded, probe[None], gallery[None], masks=masks, batch_size=250)["similar"],
         "workbook": lambda: corrrise(spec.module, probe[None], gallery[None], masks=masks)["similar"],
     }
     timed = best_of(args.rounds, corr)
-    print(f"\nCorrRISE SFace, {args.masks} masks per face (batch 250 = before, default = now)")
+    print(f"\nCorrRISE SFace, {args.masks} masks per face (as loaded, batch 250 = before; folded, default batch = now)")
     for name, (seconds, maps) in timed.items():
         print(f"  {name:24s} {seconds:6.2f} s/face  speed-up x{timed['straightforward'][0] / seconds:5.2f}  Spearman {rank_correlation(timed['straightforward'][1], maps):.4f}")
     count = len(probes)
     grads = {
-        "straightforward": lambda: torch.stack([fggb_gradients(spec.module, face[None])[0, :, 0, 0, 0] for face in probes]),
+        "straightforward": lambda: torch.stack([fggb_gradients(loaded, face[None])[0, :, 0, 0, 0] for face in probes]),
         "one face per pass": lambda: fggb(spec.module, probes, galleries, 0.3, batch_size=1)["similar"],
         "workbook": lambda: fggb(spec.module, probes, galleries, 0.3)["similar"],
     }
     timed = best_of(args.rounds, grads)
-    print(f"\nFGGB SFace, {count} faces (straightforward = D backward passes per face, NCHW, the Jacobian alone; "
+    print(f"\nFGGB SFace, {count} faces (straightforward = the network as loaded, D backward passes per face, NCHW, the Jacobian alone; "
           f"one face per pass = channels_last maps; workbook = {FGGB_BATCH} faces per backward pass)")
     reference = timed["one face per pass"][1]
     for name, (seconds, maps) in timed.items():

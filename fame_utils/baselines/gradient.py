@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from fame_utils._checks import check_batch, check_model
 from fame_utils.baselines.similarity import NORM_EPS, Maps, l2_normalize, reference_embeddings, split_polarities
 from fame_utils.fame.attribution import normalize_map
-from fame_utils.models.sface import SFace, fold_batchnorm
+from fame_utils.models.folding import inference_copy
 from fame_utils.runtime import fast_layout
 
 __all__ = ["FGGB_BATCH", "fggb", "fggb_gradients"]
@@ -105,7 +105,7 @@ def fggb(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     references_hat = l2_normalize(reference_embeddings(model, images, references))
-    network = fold_batchnorm(model) if isinstance(model, SFace) else model  # BatchNorm folded: the same gradients, fewer operations
+    network = inference_copy(model)
     starts = range(0, images.shape[0], batch_size)
     signed = torch.cat([_signed_maps(network, images[i:i + batch_size], references_hat[i:i + batch_size], threshold, per_dimension)
                         for i in tqdm(starts, desc="FGGB", leave=False)])

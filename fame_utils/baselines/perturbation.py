@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from fame_utils.baselines.similarity import Maps, l2_normalize, reference_embeddings, split_polarities
 from fame_utils.fame.attribution import normalize_map
-from fame_utils.models.sface import SFace, fold_batchnorm
+from fame_utils.models.folding import inference_copy
 
 __all__ = ["corrrise", "corrrise_masks", "corrrise_patch_origins"]
 
@@ -112,7 +112,7 @@ def corrrise(
     if masks.ndim != 3 or masks.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"masks must be (N, H, W) with H, W = {tuple(images.shape[-2:])}, got {tuple(masks.shape)}.")
     masks = masks.to(images.device, images.dtype)
-    forward = fold_batchnorm(model) if isinstance(model, SFace) else model  # forwards only: BatchNorm folded, exact
+    forward = inference_copy(model)
     similar, dissimilar = [], []
     for image, reference in tqdm(zip(images, references_hat, strict=True), total=len(images), desc="CorrRISE", leave=False):
         with torch.inference_mode():

@@ -72,7 +72,7 @@ def explain_locations(
         image: (C, H, W) or (1, C, H, W).
         locations: ``(row, col)`` pairs; default all locations, row-major.
         config: hyperparameters (default :class:`FameConfig`).
-        batch_size: most locations per optimisation batch (default: the measured fastest, ``runtime.LOCATION_BATCH``).
+        batch_size: most locations per optimisation batch (default ``runtime.LOCATION_BATCH``, measured there).
         progress: show a progress bar over chunks.
 
     Returns:

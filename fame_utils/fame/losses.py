@@ -1,6 +1,7 @@
 """The questions FAME asks, as per-sample losses (paper Sec. 3.4): one feature-map location, a class logit, a pair similarity.
 
-A loss maps a batch to one value per sample; it knows nothing of the optimiser or of maps.
+A loss maps a batch to one value per sample; it knows nothing of the optimiser or of maps. Each evaluates the
+network's :func:`~fame_utils.models.folding.inference_copy` (BatchNorm folded: the same function, fewer operations).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fame_utils._checks import check_inside, location_indices
 from fame_utils.fame.config import FameConfig
 from fame_utils.fame.optimizer import SampleLoss
 from fame_utils.layers import forward_to_layer, resolve_layer
+from fame_utils.models.folding import inference_copy, matching_layer
 
 __all__ = ["location_loss", "class_loss", "class_objective", "cosine_similarity", "verification_loss", "finer_loss"]
 
@@ -30,7 +32,8 @@ def location_loss(model: nn.Module, layer: nn.Module | str, locations: Sequence[
     rows, cols = location_indices(locations)
 
     def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        activation = forward_to_layer(model, layer, x)
+        network = inference_copy(model)
+        activation = forward_to_layer(network, matching_layer(model, network, layer), x)
         if activation.ndim != 4:
             raise ValueError(f"layer output must be a (B, C, h, w) feature map for location losses, got shape {tuple(activation.shape)}.")
         check_inside(rows, cols, activation.shape[-2:])
@@ -46,7 +49,7 @@ def class_loss(model: nn.Module, classes: Sequence[int] | torch.Tensor, absolute
     targets = torch.as_tensor(classes, dtype=torch.long).reshape(-1)
 
     def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        logits = model(x)
+        logits = inference_copy(model)(x)
         if logits.ndim != 2:
             raise ValueError(f"class_loss needs (B, num_classes) logits, got shape {tuple(logits.shape)}.")
         if int(targets.min()) < 0 or int(targets.max()) >= logits.shape[1]:
@@ -92,7 +95,7 @@ def verification_loss(
     per_sample = reference.ndim == 2 and reference.shape[0] != 1
 
     def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        embedding = model(x)
+        embedding = inference_copy(model)(x)
         if embedding.ndim != 2 or embedding.shape[-1] != reference.shape[-1]:
             raise ValueError(f"model embedding shape {tuple(embedding.shape)} does not match reference embedding shape {tuple(reference.shape)}.")
         own = reference[index.to(reference.device)] if per_sample else reference
@@ -121,7 +124,7 @@ def finer_loss(model: nn.Module, targets: Sequence[Callable[[torch.Tensor], torc
     """
 
     def score(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        logits = model(x)
+        logits = inference_copy(model)(x)
         return torch.stack([targets[int(i)](row) for i, row in zip(index, logits)])
 
     return SampleLoss(score, len(targets), "targets")

@@ -25,6 +25,7 @@ from torch import nn
 
 from fame_utils._checks import check_unit_threshold, class_list
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, mask_extent, normalized_auc, percentile_masks
+from fame_utils.models.folding import inference_copy
 from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
 __all__ = [
@@ -207,9 +208,9 @@ class RoadCurves:
 
 
 def _class_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """``model(inputs)`` without gradients, checked to be ``(B, num_classes)`` logits."""
+    """``model(inputs)`` without gradients (on its BatchNorm-folded inference copy), checked to be ``(B, num_classes)`` logits."""
     with torch.no_grad():
-        logits = model(inputs)
+        logits = inference_copy(model)(inputs)
     if logits.ndim != 2:
         raise ValueError(f"the model must return (B, num_classes) logits, got shape {tuple(logits.shape)}.")
     return logits

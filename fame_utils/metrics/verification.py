@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from fame_utils._checks import check_similarities
 from fame_utils.metrics.masks import DEFAULT_PERCENTS, mask_extent, normalized_auc, percentile_masks
 from fame_utils.metrics.stats import bootstrap_interval
+from fame_utils.models.folding import inference_copy
 from fame_utils.runtime import FORWARD_BATCH, fast_layout
 
 __all__ = [
@@ -109,13 +110,15 @@ def verification_accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float
 
 def embed(model: nn.Module, images: torch.Tensor, batch_size: int = FORWARD_BATCH) -> torch.Tensor:
     """Embeddings ``(N, D)`` of ``images`` ``(N, C, H, W)``, computed without gradients in batches (channels_last,
-    :data:`~fame_utils.runtime.FORWARD_BATCH` images per pass by default: the fastest measured layout)."""
+    :data:`~fame_utils.runtime.FORWARD_BATCH` images per pass by default: the fastest measured layout) on the
+    network's BatchNorm-folded :func:`~fame_utils.models.folding.inference_copy`."""
     if images.ndim != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}.")
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}.")
+    network = inference_copy(model)
     with torch.no_grad():
-        return torch.cat([model(fast_layout(chunk)).flatten(1) for chunk in images.split(batch_size)])
+        return torch.cat([network(fast_layout(chunk)).flatten(1) for chunk in images.split(batch_size)])
 
 
 def cosine_scores(model: nn.Module, gallery: torch.Tensor, probes: torch.Tensor, batch_size: int = FORWARD_BATCH) -> torch.Tensor:

@@ -13,20 +13,18 @@ BatchNorm1d(128, eps 2e-5). Embeddings are compared by cosine similarity.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from .checkpoints import read_weights_file
 from .spec import FacePreprocess, ModelSpec
 from .weights import INSTALL_HINT, RANDOM_SOURCE, CheckpointError, MissingPackageError, load_state_dict_strict, seeded_init, weights_file, weights_label
 
-__all__ = ["SFace", "build_sface", "fold_batchnorm", "read_sface_onnx", "SFACE_FILE"]
+__all__ = ["SFace", "build_sface", "read_sface_onnx", "SFACE_FILE"]
 
 SFACE_FILE = "models/face_recognition_sface_2021dec_int8bq.onnx"
 _CHANNELS = (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
@@ -77,37 +75,6 @@ class SFace(nn.Module):
         x = (x * 255.0 - 127.5) / 128.0
         x = self.output_bn(self.features(x))
         return self.embedding_bn(self.fc(torch.flatten(x, 1)))
-
-
-def fold_batchnorm(model: SFace) -> SFace:
-    """An inference-only copy of ``model`` with every BatchNorm folded into the convolution or linear layer next to it.
-
-    Exact up to float rounding (eval-mode BatchNorm is affine): max |Δembedding| ≈ 1e-6 on the shipped weights, and
-    so are its input gradients. The copy (in eval mode) has no ``bn`` modules, so hooks on them (CAM layers) do not
-    apply; use it for forward passes and input gradients.
-    """
-    if model.training:
-        raise ValueError("fold_batchnorm needs a model in eval mode (BatchNorm must use its running statistics); call model.eval().")
-    folded = copy.deepcopy(model)
-    for block in folded.features:
-        block.conv = fuse_conv_bn_eval(block.conv, block.bn)
-        block.bn = nn.Identity()
-    scale, shift = _bn_affine(folded.output_bn)
-    spatial = folded.fc.in_features // scale.numel()
-    with torch.no_grad():
-        weight = folded.fc.weight
-        folded.fc.bias += weight @ shift.repeat_interleave(spatial)
-        weight *= scale.repeat_interleave(spatial)[None]
-    folded.output_bn = nn.Identity()
-    folded.fc = fuse_linear_bn_eval(folded.fc, folded.embedding_bn)
-    folded.embedding_bn = nn.Identity()
-    return folded.eval()
-
-
-def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """(a, b) with bn(x) = a·x + b per channel in eval mode."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale.detach(), (bn.bias - bn.running_mean * scale).detach()
 
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int, block_size: int) -> np.ndarray:
