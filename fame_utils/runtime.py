@@ -21,8 +21,8 @@ __all__ = ["DEVICE_CHOICES", "FORWARD_BATCH", "LOCATION_BATCH", "DeviceError", "
 FORWARD_BATCH = 4
 """Images per gradient-free forward pass of the deletion/insertion sweeps, fed in channels_last layout.
 
-Measured on a quiet 2-core CPU, ms per image (NCHW at 1 / 4 / 9 / 32 → channels_last at 1 / 4 / 9 / 32):
-EfficientNet-Lite0 18 / 24 / 32 / 38 → 20 / 10.5 / 16 / 26; Lite2 45 / 42 / 74 / 87 → 33 / 25 / 34 / 55;
+Measured on a quiet 2-core CPU on the networks as loaded, ms per image (NCHW at 1 / 4 / 9 / 32 → channels_last
+at 1 / 4 / 9 / 32): EfficientNet-Lite0 18 / 24 / 32 / 38 → 20 / 10.5 / 16 / 26; Lite2 45 / 42 / 74 / 87 → 33 / 25 / 34 / 55;
 SFace 13 / 10 / 15 / 32 → 15 / 10 / 12 / 21; dlib ResNet 11 / 4.6 / 4.0 / 4.8 → 9.5 / 4.3 / 3.9 / 3.4. Batch 4 in
 channels_last is the fastest or within 25 % of it on every shipped network; larger batches of these depthwise
 networks are slower per image on this CPU.
@@ -34,7 +34,8 @@ LOCATION_BATCH = 8
 
 Measured on a quiet 2-core CPU, channels_last, ms per location-iteration at batch 4 / 7 / 8 / 16: EfficientNet-Lite0
 25–28 / 26 / 24–25 / 29–55; Lite2 49 / 44 / 43 / 91; SFace 32 / 30 / 31 / 37; dlib ResNet 11.4 / 9.3 / 9.4 / 8.7.
-Batches of 16 copies of a 224-px image are slower per image than batches of 8 on the depthwise networks.
+Batches of 16 copies of a 224-px image are slower per image than batches of 8 on the depthwise networks. Again with
+BatchNorm folded (the inference copies FAME runs on), at 4 / 8 / 16: Lite0 22.3 / 21.8 / 25.7, Lite2 40.7 / 40.4 / 45.5.
 """
 
 

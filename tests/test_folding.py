@@ -137,6 +137,10 @@ def test_inference_copy_is_cached_and_refolded_when_the_weights_change() -> None
         assert second is not first
         torch.testing.assert_close(second(x), model(x), atol=1e-4, rtol=0)
     assert inference_copy(model.train()) is model  # training mode: BatchNorm uses batch statistics, nothing is folded
+    model.eval().features.conv_2_dw.bn.train()
+    assert inference_copy(model) is model  # one module in training mode is enough
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(model)
 
 def test_hooks_on_the_original_do_not_fire_on_the_copy(lite0: nn.Module) -> None:
     calls: list[int] = []

@@ -45,12 +45,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A new eval-mode copy of ``model`` with its affine layers folded (see the module docstring); no hooks are copied.
 
     Raises:
-        ValueError: ``model`` is in training mode (BatchNorm must use its running statistics), or its family is not
-            one :func:`foldable` knows.
+        ValueError: ``model`` or one of its modules is in training mode (BatchNorm must use its running statistics),
+            or its family is not one :func:`foldable` knows.
     """
     if not foldable(model):
         raise ValueError(f"fold_batchnorm knows EfficientNet-Lite, SFace and dlib ResNet, not {type(model).__name__}.")
-    if model.training:
+    if _training(model):
         raise ValueError("fold_batchnorm needs a model in eval mode (BatchNorm must use its running statistics); call model.eval().")
     folded = _copy_without_hooks(model)
     with torch.no_grad():
@@ -68,11 +68,11 @@ _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, nn.Module]]" = weakre
 def inference_copy(model: nn.Module) -> nn.Module:
     """The folded copy of ``model`` to run forward passes and input gradients on, or ``model`` itself.
 
-    ``model`` itself when its family is not :func:`foldable` or it is in training mode. The copy is made once and
-    made again when any parameter or buffer of ``model`` changes (in place or by ``.to()``), so an explanation
-    never runs on stale weights.
+    ``model`` itself when its family is not :func:`foldable` or any of its modules is in training mode. The copy is
+    made once and made again when any parameter or buffer of ``model`` changes (in place or by ``.to()``), so an
+    explanation never runs on stale weights.
     """
-    if not foldable(model) or model.training:
+    if not foldable(model) or _training(model):
         return model
     state = _state_key(model)
     cached = _CACHE.get(model)
@@ -96,9 +96,14 @@ def matching_layer(model: nn.Module, folded: nn.Module, layer: nn.Module | str) 
     raise ValueError(f"layer {type(layer).__name__} is not a module of the {type(model).__name__} being explained.")
 
 
+def _training(model: nn.Module) -> bool:
+    return any(module.training for module in model.modules())
+
+
 def _state_key(model: nn.Module) -> tuple:
+    """Identity, storage and version of every parameter and buffer (inference tensors cannot change in place)."""
     tensors = [*model.parameters(), *model.buffers()]
-    return tuple((id(t), t.data_ptr(), t._version, t.device) for t in tensors)
+    return tuple((id(t), t.data_ptr(), -1 if t.is_inference() else t._version, t.device) for t in tensors)
 
 
 def _copy_without_hooks(model: nn.Module) -> nn.Module:
