@@ -9,11 +9,12 @@ from torch import nn
 
 
 from fame_utils.baselines.gradient import fggb
-from fame_utils.baselines.perturbation import corrrise, corrrise_masks
+from fame_utils.baselines.perturbation import CORRRISE_BATCH, corrrise, corrrise_masks
 from fame_utils.fame import FameConfig, explain_class, explain_locations
+from fame_utils.locality import cell_gradients
 from fame_utils.models import load_model
 from fame_utils.models.dlib_resnet import ChannelAffine, DlibResNet
-from fame_utils.models.folding import fold_batchnorm, foldable, inference_copy, matching_layer
+from fame_utils.models.folding import InputGradientPReLU, fold_batchnorm, foldable, inference_copy, matching_layer
 from fame_utils.models.sface import SFace
 
 @pytest.fixture(scope="module")
@@ -175,3 +176,60 @@ def test_fame_class_maps_on_the_folded_lite0_rank_like_the_unfolded_network(lite
     reference = explain_class(Unfolded(lite0).eval(), images, [1, 2], config)
     for a, b in zip(folded_maps, reference):
         assert spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic > 0.99
+
+
+def test_cell_gradients_on_the_folded_lite0_match_the_network_as_loaded(lite0: nn.Module) -> None:
+    image = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(12)) * 2 - 1
+    cells = [(0, 0), (3, 3), (6, 2)]
+    folded = cell_gradients(lite0, "stages.4", image, cells)
+    loaded = cell_gradients(Unfolded(lite0).eval(), "network.stages.4", image, cells)
+    assert float((folded - loaded).norm() / loaded.norm()) < 1e-2  # kinks within rounding take the other slope
+    assert not any(module._forward_hooks for module in inference_copy(lite0).modules())
+
+
+def test_input_gradient_prelu_gives_bitwise_the_prelu_outputs_and_input_gradients() -> None:
+    prelu = nn.PReLU(6)
+    nn.init.uniform_(prelu.weight, -0.5, 0.5)
+    fast = InputGradientPReLU(prelu)
+    x = torch.randn(3, 6, 9, 9, generator=torch.Generator().manual_seed(13)).contiguous(memory_format=torch.channels_last)
+    x[:, :, 0] = 0.0  # the kink itself: PReLU takes the negative slope there
+    upstream = torch.randn(3, 6, 9, 9, generator=torch.Generator().manual_seed(14))
+    gradients = []
+    for layer in (prelu, fast):
+        leaf = x.clone().requires_grad_(True)
+        out = layer(leaf)
+        gradients.append((out.detach(), torch.autograd.grad(out, leaf, upstream)[0]))
+    assert torch.equal(gradients[0][0], gradients[1][0]) and torch.equal(gradients[0][1], gradients[1][1])
+    with torch.no_grad():
+        assert torch.equal(fast(x), prelu(x))
+    assert fast.weight is prelu.weight
+
+
+def test_folded_sface_uses_the_input_gradient_prelu_and_works_under_bf16(sface: nn.Module) -> None:
+    folded = inference_copy(sface)
+    assert sum(isinstance(m, InputGradientPReLU) for m in folded.modules()) == 27
+    assert not any(type(m) is nn.PReLU for m in folded.modules())
+    x = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(15)).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (gradient,) = torch.autograd.grad(folded(x).float().pow(2).sum(), x)
+    assert gradient.dtype == torch.float32 and bool(torch.isfinite(gradient).all()) and float(gradient.abs().max()) > 0
+
+
+def test_corrrise_on_dlib_runs_balanced_batches_of_its_measured_size() -> None:
+    torch.manual_seed(3)
+    model = DlibResNet().eval()
+    probe = torch.rand(1, 3, 150, 150, generator=torch.Generator().manual_seed(16))
+    reference = torch.rand(1, 128, generator=torch.Generator().manual_seed(17))
+    masks = corrrise_masks(40, 150, seed=0)
+    sizes: list[int] = []
+    handle = inference_copy(model).register_forward_pre_hook(lambda _module, args: sizes.append(args[0].shape[0]))
+    try:
+        default = corrrise(model, probe, reference, masks=masks)
+    finally:
+        handle.remove()
+    assert CORRRISE_BATCH[DlibResNet] == 16 and sizes == [13, 13, 14]  # 40 masks: three balanced chunks of at most 16
+    one_by_one = corrrise(model, probe, reference, masks=masks, batch_size=1)
+    for key in ("similar", "dissimilar"):
+        torch.testing.assert_close(default[key], one_by_one[key], atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="most >= 1"):
+        corrrise(model, probe, reference, masks=masks, batch_size=0)

@@ -162,6 +162,18 @@ def test_cell_gradients_do_not_depend_on_the_batch_size() -> None:
     assert torch.allclose(cell_gradients(model, "3", image, batch_size=64), cell_gradients(model, "3", image, batch_size=5), atol=1e-6)
 
 
+def test_cell_gradients_run_the_fewest_balanced_batches() -> None:
+    model = pooled_net()
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _module, args: sizes.append(args[0].shape[0]))
+    try:
+        maps = cell_gradients(model, "3", torch.rand(1, 16, 16), batch_size=7)
+    finally:
+        handle.remove()
+    # one probe of the grid, then 64 locations in 10 batches of 6 or 7 (not 9 × 7 and a lone one)
+    assert maps.shape[0] == 64 and sizes[0] == 1 and len(sizes) == 11 and set(sizes[1:]) == {6, 7} and sum(sizes[1:]) == 64
+
+
 def test_cell_gradients_refuse_training_mode() -> None:
     with pytest.raises(ValueError, match="eval"):
         cell_gradients(pooled_net().train(), "3", torch.rand(1, 16, 16))

@@ -17,25 +17,29 @@ from fame_utils.fame.explain import all_locations
 from fame_utils.layers import capture_layer, forward_to_layer
 from fame_utils.locality.cells import Location, view_position
 from fame_utils.locality.stages import layer_grid, stage_shapes
+from fame_utils.models.folding import inference_copy, matching_layer
+from fame_utils.runtime import LOCATION_BATCH, balanced_chunks, fast_layout
 
 __all__ = ["stage_gradients", "cell_gradients", "effective_receptive_field", "stage_cell_gradients"]
 
 
 def stage_gradients(
-    model: nn.Module, stages: Sequence[nn.Module | str], image: torch.Tensor, locations: Sequence[Sequence[Location]], batch_size: int = 49
+    model: nn.Module, stages: Sequence[nn.Module | str], image: torch.Tensor, locations: Sequence[Sequence[Location]],
+    batch_size: int = LOCATION_BATCH,
 ) -> list[torch.Tensor]:
     """Gradient maps of the given locations of every stage, for one image.
 
-    The image is replicated once per location; per chunk of ``batch_size`` replicas, one forward pass runs to the
-    deepest stage (the last of ``stages``) and one backward pass per stage gives replica b the gradient of location
-    b of that stage. BatchNorm in eval mode keeps the replicas independent.
+    The image is replicated once per location; per chunk of at most ``batch_size`` replicas (the fewest, balanced),
+    one forward pass of the network's inference copy (:func:`~fame_utils.models.folding.inference_copy`, channels_last)
+    runs to the deepest stage (the last of ``stages``) and one backward pass per stage gives replica b the gradient of
+    location b of that stage. BatchNorm in eval mode keeps the replicas independent.
 
     Args:
         model: the network in eval mode.
         stages: modules or dotted names whose outputs ``(B, C, h, w)`` hold the locations, shallowest first.
         image: ``(C, H, W)`` or ``(1, C, H, W)`` tensor the model takes (already preprocessed).
         locations: per stage, its ``(row, col)`` list.
-        batch_size: replicas per forward pass.
+        batch_size: most replicas per forward pass.
 
     Returns:
         Per stage, ``(L, H, W)`` float32 maps on the CPU (all zero where a location is dead for this image).
@@ -51,13 +55,14 @@ def stage_gradients(
         raise ValueError("give at least one stage and, per stage, at least one (row, col) location.")
     indices = [location_indices(chosen) for chosen in locations]
     maps: list[list[torch.Tensor]] = [[] for _ in stages]
-    count = max(len(chosen) for chosen in locations)
-    for start in range(0, count, batch_size):
-        size = min(batch_size, count - start)
-        batch = image.detach().unsqueeze(0).repeat(size, 1, 1, 1).requires_grad_(True)
+    network = inference_copy(model)
+    layers = [matching_layer(model, network, stage) for stage in stages]
+    for chunk in balanced_chunks(max(len(chosen) for chosen in locations), batch_size):
+        start, size = chunk.start, chunk.stop - chunk.start
+        batch = fast_layout(image.detach().unsqueeze(0).repeat(size, 1, 1, 1)).requires_grad_(True)
         with contextlib.ExitStack() as stack:
-            captures = [stack.enter_context(capture_layer(model, stage)) for stage in stages]
-            forward_to_layer(model, stages[-1], batch)
+            captures = [stack.enter_context(capture_layer(network, layer)) for layer in layers]
+            forward_to_layer(network, layers[-1], batch)
         for index, capture in enumerate(captures):
             rows, cols = (part[start : start + size] for part in indices[index])
             if not len(rows):
@@ -77,7 +82,7 @@ def cell_gradients(
     layer: nn.Module | str,
     image: torch.Tensor,
     locations: Sequence[Location] | None = None,
-    batch_size: int = 49,
+    batch_size: int = LOCATION_BATCH,
 ) -> torch.Tensor:
     """Gradient maps ``(L, H, W)`` of ``locations`` (default: all, row-major) of one layer (see :func:`stage_gradients`)."""
     chosen = all_locations(layer_grid(model, layer, single_image(image)[0].shape)) if locations is None else list(locations)

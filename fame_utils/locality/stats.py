@@ -22,6 +22,7 @@ from fame_utils.locality.gradients import stage_gradients
 from fame_utils.locality.receptive_field import linearised_copy, stage_supports, unclipped_sizes
 from fame_utils.locality.stages import stage_shapes
 from fame_utils.metrics.stats import bootstrap_interval
+from fame_utils.runtime import LOCATION_BATCH
 
 __all__ = ["locality_by_stage", "bootstrap_band", "summarize_locality", "receptive_fields"]
 
@@ -43,13 +44,13 @@ def locality_by_stage(
     weights: str = "trained",
     image_names: Sequence[str] | None = None,
     max_cells: int = 49,
-    batch_size: int = 49,
+    batch_size: int = LOCATION_BATCH,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Gradient-based in-cell mass of every sampled cell, per stage and image.
 
     Stages whose grid has more than ``max_cells`` locations use a seeded random sample of them (the
-    same cells for every image). Per image and chunk of ``batch_size`` replicas, one forward pass runs to
+    same cells for every image). Per image and chunk of at most ``batch_size`` replicas, one forward pass runs to
     the deepest stage and one backward pass per stage gives every replica its own cell's gradient
     (BatchNorm in eval mode keeps the replicas independent). All-zero gradient maps (a location dead for this image) are dropped
     with a warning; the ``n_dropped`` column says how many per stage and image.
