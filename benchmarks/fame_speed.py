@@ -65,8 +65,10 @@ def best_of(rounds: int, runs: dict[str, Callable[[], torch.Tensor]]) -> dict[st
 
 
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean Spearman ρ over the maps of two (N, H, W) stacks."""
-    return float(sum(spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)) / len(a))
+    """Mean Spearman ρ over the maps of two (N, H, W) stacks; two identical maps count as 1 (also when constant,
+    e.g. an FGGB e₊ that is zero everywhere, where ρ is undefined)."""
+    rhos = [1.0 if torch.equal(x, y) else spearmanr(x.flatten().numpy(), y.flatten().numpy())[0] for x, y in zip(a, b)]
+    return float(sum(rhos) / len(rhos))
 
 
 FLOOR = "floor"
