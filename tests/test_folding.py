@@ -7,7 +7,6 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-
 from fame_utils.baselines.gradient import fggb
 from fame_utils.baselines.perturbation import CORRRISE_BATCH, corrrise, corrrise_masks
 from fame_utils.fame import FameConfig, explain_class, explain_locations
@@ -17,13 +16,16 @@ from fame_utils.models.dlib_resnet import ChannelAffine, DlibResNet
 from fame_utils.models.folding import InputGradientPReLU, fold_batchnorm, foldable, inference_copy, matching_layer
 from fame_utils.models.sface import SFace
 
+
 @pytest.fixture(scope="module")
 def sface() -> nn.Module:
     return load_model("sface", device="cpu").module
 
+
 @pytest.fixture(scope="module")
 def lite0() -> nn.Module:
     return load_model("efficientnet_lite0", device="cpu").module
+
 
 class Unfolded(nn.Module):
     """The same network under a type :func:`foldable` does not know, so nothing is folded."""
@@ -35,6 +37,7 @@ class Unfolded(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+
 def test_folded_sface_gives_the_same_embeddings(sface: nn.Module) -> None:
     x = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
     folded = fold_batchnorm(sface)
@@ -42,6 +45,7 @@ def test_folded_sface_gives_the_same_embeddings(sface: nn.Module) -> None:
     assert any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in sface.modules())  # the original is untouched
     with torch.no_grad():
         torch.testing.assert_close(folded(x), sface(x), atol=2e-5, rtol=0)
+
 
 def test_seeded_random_sface_folds_exactly_too() -> None:
     torch.manual_seed(0)
@@ -58,9 +62,11 @@ def test_seeded_random_sface_folds_exactly_too() -> None:
         reference = model(x)
         torch.testing.assert_close(fold_batchnorm(model)(x), reference, atol=1e-5 * float(reference.abs().max()), rtol=0)
 
+
 def test_folding_a_training_model_is_refused() -> None:
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(SFace().train())
+
 
 def test_corrrise_on_folded_sface_matches_the_unfolded_forward(sface: nn.Module) -> None:
     probe = torch.rand(1, 3, 112, 112, generator=torch.Generator().manual_seed(2))
@@ -70,6 +76,7 @@ def test_corrrise_on_folded_sface_matches_the_unfolded_forward(sface: nn.Module)
     reference = corrrise(Unfolded(sface).eval(), probe, gallery, masks=masks)
     for key in ("similar", "dissimilar"):
         torch.testing.assert_close(maps[key], reference[key], atol=1e-4, rtol=0)
+
 
 def test_folded_sface_is_in_eval_mode_and_has_the_same_input_gradients(sface: nn.Module) -> None:
     folded = fold_batchnorm(sface)
@@ -83,6 +90,7 @@ def test_folded_sface_is_in_eval_mode_and_has_the_same_input_gradients(sface: nn
     # the embeddings do; as a whole the gradients agree to 0.2 % (measured; faces 0.08 %).
     assert float((gradients[1] - gradients[0]).norm() / gradients[0].norm()) < 1e-2
 
+
 def test_fggb_on_folded_sface_matches_the_unfolded_network(sface: nn.Module) -> None:
     probe = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(5))
     gallery = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(6))
@@ -91,8 +99,10 @@ def test_fggb_on_folded_sface_matches_the_unfolded_network(sface: nn.Module) -> 
     for key in ("similar", "dissimilar"):
         torch.testing.assert_close(maps[key], reference[key], atol=2e-3, rtol=0)
 
+
 def _batchnorms(model: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
 
 def test_folded_lite0_gives_the_same_logits_without_batchnorm_or_symmetric_pads(lite0: nn.Module) -> None:
     folded = fold_batchnorm(lite0)
@@ -104,6 +114,7 @@ def test_folded_lite0_gives_the_same_logits_without_batchnorm_or_symmetric_pads(
     with torch.no_grad():
         reference = lite0(x)
         torch.testing.assert_close(folded(x), reference, atol=1e-5 * float(reference.abs().max()), rtol=0)
+
 
 def test_seeded_random_dlib_resnet_folds_its_affine_layers_exactly() -> None:
     torch.manual_seed(1)
@@ -120,11 +131,13 @@ def test_seeded_random_dlib_resnet_folds_its_affine_layers_exactly() -> None:
         reference = model(x)
         torch.testing.assert_close(folded(x), reference, atol=1e-5 * float(reference.abs().max()), rtol=0)
 
+
 def test_unknown_networks_are_refused_by_fold_and_passed_through_by_inference_copy(sface: nn.Module) -> None:
     other = Unfolded(sface).eval()
     assert not foldable(other) and inference_copy(other) is other
     with pytest.raises(ValueError, match="not Unfolded"):
         fold_batchnorm(other)
+
 
 def test_inference_copy_is_cached_and_refolded_when_the_weights_change() -> None:
     torch.manual_seed(2)
@@ -143,6 +156,7 @@ def test_inference_copy_is_cached_and_refolded_when_the_weights_change() -> None
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm(model)
 
+
 def test_hooks_on_the_original_do_not_fire_on_the_copy(lite0: nn.Module) -> None:
     calls: list[int] = []
     handle = lite0.head.register_forward_hook(lambda module, args, output: calls.append(1))
@@ -154,6 +168,7 @@ def test_hooks_on_the_original_do_not_fire_on_the_copy(lite0: nn.Module) -> None
     finally:
         handle.remove()
 
+
 def test_matching_layer_finds_the_same_name_in_the_copy(lite0: nn.Module) -> None:
     folded = inference_copy(lite0)
     assert matching_layer(lite0, folded, lite0.stages[3]) is folded.stages[3]
@@ -162,12 +177,14 @@ def test_matching_layer_finds_the_same_name_in_the_copy(lite0: nn.Module) -> Non
     with pytest.raises(ValueError, match="not a module of the EfficientNetLite"):
         matching_layer(lite0, folded, nn.ReLU())
 
+
 def test_location_maps_are_the_same_for_a_layer_given_as_module_or_name(lite0: nn.Module) -> None:
     image = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(10)) * 2 - 1
     config = FameConfig(iterations=3)
     by_module = explain_locations(lite0, lite0.stages[2], image, [(3, 4)], config)
     by_name = explain_locations(lite0, "stages.2", image, [(3, 4)], config)
     torch.testing.assert_close(by_module, by_name, atol=0, rtol=0)
+
 
 def test_fame_class_maps_on_the_folded_lite0_rank_like_the_unfolded_network(lite0: nn.Module) -> None:
     images = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(11)) * 2 - 1
